@@ -1,0 +1,1 @@
+"""Models behind one interface: `base.Model`. `registry` maps names to loaders."""

@@ -1,0 +1,1 @@
+"""The aiohttp server: routes, wire protocol, metrics."""

@@ -1,0 +1,1 @@
+"""Where committed note events go besides the WebSocket: MIDI ports and MIDI files."""
