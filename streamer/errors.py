@@ -43,6 +43,10 @@ class UnsupportedFormat(ProtocolError):
     close_code = 1003
 
 
+class InvalidOption(ProtocolError):
+    code = "invalid_option"
+
+
 class BadAudio(ProtocolError):
     code = "bad_audio"
     close_code = 1003

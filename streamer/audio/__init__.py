@@ -1,0 +1,1 @@
+"""Audio in: decode PCM frames, resample to the model rate, cut overlapping windows."""

@@ -1,0 +1,94 @@
+"""Cut overlapping windows out of a stream of model-rate samples, with bounded memory.
+
+Regular window k covers samples [k·hop, k·hop + window). It is cut as soon as its last sample has arrived. The
+buffer keeps only what a future window can still need: samples from the next regular window's start, and the last
+`window` samples (a flush window ends at the newest sample). So memory is at most `window + hop` samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Audio of one window; samples from `valid` on are zero padding (past the end of the stream)."""
+
+    start: int
+    audio: np.ndarray
+    valid: int
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.audio)
+
+
+class WindowCutter:
+    def __init__(self, window: int, hop: int) -> None:
+        if not 0 < hop <= window:
+            raise ValueError(f"hop {hop} must be in (0, window={window}]")
+        self.window = window
+        self.hop = hop
+        self._buf = np.zeros(2 * window + hop, dtype=np.float32)
+        self._buf_start = 0  # stream index of _buf[0]
+        self._fill = 0  # samples held in _buf
+        self.next_start = 0  # start of the next regular window
+        self.total = 0  # samples received
+
+    @property
+    def held(self) -> int:
+        return self._fill
+
+    def push(self, samples: np.ndarray) -> list[Window]:
+        windows: list[Window] = []
+        pos = 0
+        while pos < len(samples):
+            self._compact()
+            room = len(self._buf) - self._fill
+            take = min(room, len(samples) - pos)
+            self._buf[self._fill : self._fill + take] = samples[pos : pos + take]
+            self._fill += take
+            self.total += take
+            pos += take
+            while self.next_start + self.window <= self.total:
+                windows.append(self._cut(self.next_start, self.window))
+                self.next_start += self.hop
+        self._compact()
+        return windows
+
+    def window_ending_now(self) -> Window:
+        """A window whose last real sample is the newest one (zero-padded when the stream is shorter)."""
+        start = max(0, self.total - self.window)
+        return self._cut(start, self.total - start)
+
+    def tail_windows(self, margin: int) -> list[Window]:
+        """End of stream: the remaining regular-grid windows, zero-padded, until a window's commit region
+        (which ends `margin` samples before the window's end) reaches past the last sample."""
+        windows: list[Window] = []
+        reach = self.next_start - self.hop + self.window - margin if self.next_start else 0
+        while reach < self.total and self.next_start < self.total:
+            valid = min(self.window, self.total - self.next_start)
+            windows.append(self._cut(self.next_start, valid))
+            reach = self.next_start + self.window - margin
+            self.next_start += self.hop
+        return windows
+
+    def _cut(self, start: int, valid: int) -> Window:
+        lo = start - self._buf_start
+        if lo < 0 or lo + valid > self._fill:
+            raise AssertionError(f"window [{start}, {start + valid}) is no longer buffered")
+        audio = np.zeros(self.window, dtype=np.float32)
+        audio[:valid] = self._buf[lo : lo + valid]
+        return Window(start=start, audio=audio, valid=valid)
+
+    def _compact(self) -> None:
+        keep_from = min(self.next_start, max(0, self.total - self.window))
+        drop = keep_from - self._buf_start
+        if drop <= 0:
+            return
+        remaining = self._fill - drop
+        self._buf[:remaining] = self._buf[drop : self._fill]
+        self._buf_start = keep_from
+        self._fill = remaining

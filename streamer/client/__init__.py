@@ -1,0 +1,1 @@
+"""Client code shared by `streamer stream` and the programs in clients/."""

@@ -1,0 +1,123 @@
+"""Stream audio to a server over WebSocket (the `websockets` client) and collect what comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import websockets
+
+from streamer.client.audio_file import encode_pcm
+from streamer.server import protocol as p
+
+DEFAULT_URL = "ws://127.0.0.1:8765/v1/stream"
+FRAME_SECONDS = 0.02
+
+
+@dataclass
+class StreamResult:
+    ready: p.Ready | None = None
+    events: list[p.NoteEvent] = field(default_factory=list)
+    # Wall-clock seconds since the first audio frame was sent, one per event: with real-time pacing, an event at
+    # audio time t arriving at a has latency a − t / speed.
+    arrivals: list[float] = field(default_factory=list)
+    errors: list[p.Error] = field(default_factory=list)
+    lagging: list[p.Lagging] = field(default_factory=list)
+    done: p.Done | None = None
+    close_code: int | None = None
+
+    def latencies(self, speed: float = 1.0) -> list[float]:
+        """Onset-to-event latency of every note_on (real-time pacing)."""
+        return [a - e.time / speed for e, a in zip(self.events, self.arrivals, strict=True) if isinstance(e, p.NoteOn)]
+
+
+async def stream_audio(
+    url: str,
+    data: np.ndarray,
+    sample_rate: int,
+    *,
+    speed: float = 1.0,
+    encoding: str = "s16le",
+    frame_seconds: float = FRAME_SECONDS,
+    model: str | None = None,
+    hop: float | None = None,
+    flush_every: float | None = None,
+    on_message: Callable[[p.ServerMessage], None] | None = None,
+    headers: dict[str, str] | None = None,
+) -> StreamResult:
+    """Send `data` ((frames, channels) float32) paced at `speed` × real time (0: as fast as the server takes it),
+    then `stop`, and collect everything until `done` or close."""
+    result = StreamResult()
+    channels = data.shape[1]
+    frame = max(1, int(frame_seconds * sample_rate))
+    async with websockets.connect(url, max_size=None, additional_headers=headers) as ws:
+        start = p.Start(sample_rate=sample_rate, encoding=encoding, channels=channels, model=model, hop=hop)  # type: ignore[arg-type]
+        await ws.send(p.encode(start))
+        first = p.decode_server(await ws.recv())
+        if on_message:
+            on_message(first)
+        if isinstance(first, p.Error):
+            result.errors.append(first)
+            await _wait_closed(ws, result)
+            return result
+        assert isinstance(first, p.Ready)
+        result.ready = first
+        t0 = time.monotonic()
+        receiver = asyncio.create_task(_receive(ws, result, t0, on_message))
+        next_flush = flush_every
+        try:
+            for i, pos in enumerate(range(0, len(data), frame)):
+                if receiver.done():
+                    break
+                if speed > 0:
+                    delay = t0 + i * frame / sample_rate / speed - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                await ws.send(encode_pcm(data[pos : pos + frame], encoding))
+                if next_flush is not None and (pos + frame) / sample_rate >= next_flush:
+                    await ws.send(p.encode(p.Flush()))
+                    next_flush += flush_every or 0
+            if not receiver.done():
+                await ws.send(p.encode(p.Stop()))
+        except websockets.ConnectionClosed:
+            pass
+        await receiver
+    return result
+
+
+async def _receive(
+    ws: websockets.ClientConnection,
+    result: StreamResult,
+    t0: float,
+    on_message: Callable[[p.ServerMessage], None] | None,
+) -> None:
+    try:
+        async for raw in ws:
+            message = p.decode_server(raw)
+            now = time.monotonic() - t0
+            if on_message:
+                on_message(message)
+            if isinstance(message, p.Events):
+                result.events.extend(message.events)
+                result.arrivals.extend([now] * len(message.events))
+            elif isinstance(message, p.Error):
+                result.errors.append(message)
+            elif isinstance(message, p.Lagging):
+                result.lagging.append(message)
+            elif isinstance(message, p.Done):
+                result.done = message
+    except websockets.ConnectionClosed:
+        pass
+    result.close_code = ws.close_code
+
+
+async def _wait_closed(ws: websockets.ClientConnection, result: StreamResult) -> None:
+    try:
+        async for _ in ws:
+            pass
+    except websockets.ConnectionClosed:
+        pass
+    result.close_code = ws.close_code

@@ -1,0 +1,138 @@
+"""The aiohttp application: routes, start-up and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+from aiohttp import web
+
+from streamer.config import Config
+from streamer.errors import Busy
+from streamer.models.base import Model
+from streamer.models.registry import load_model
+from streamer.server import protocol as p
+from streamer.server.connection import Connection
+from streamer.server.hub import Hub, SinkFactory
+
+log = logging.getLogger(__name__)
+
+HUB = web.AppKey("hub", Hub)
+CONFIG = web.AppKey("config", Config)
+WEB_ROOT = Path(__file__).resolve().parents[2] / "clients" / "web"
+
+
+def load_models(config: Config) -> dict[str, Model]:
+    names = [config.model, *[n for n in config.preload if n != config.model]]
+    return {name: load_model(name, config.model_options(name)) for name in names}
+
+
+def create_app(
+    config: Config, models: Mapping[str, Model] | None = None, sink_factory: SinkFactory | None = None
+) -> web.Application:
+    """Build the server. `models` (name → loaded model) is for tests and embedding; by default the configured
+    models are loaded at start-up."""
+    app = web.Application()
+    app[CONFIG] = config
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        loaded = dict(models) if models is not None else await asyncio.to_thread(load_models, config)
+        hub = Hub(config, loaded, sink_factory)
+        hub.start(asyncio.get_running_loop())
+        app[HUB] = hub
+        log.info("serving models: %s", ", ".join(loaded))
+        yield
+        await hub.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(_shutdown_sessions)
+    app.router.add_get("/v1/stream", stream)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/models", models_info)
+    web_root = Path(config.server.web_root) if config.server.web_root else WEB_ROOT
+    app.router.add_get("/", _index(web_root))
+    if web_root.is_dir():
+        app.router.add_static("/static/", web_root)
+    return app
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    hub = request.app[HUB]
+    limits = hub.config.limits
+    ws = web.WebSocketResponse(max_msg_size=limits.max_frame_bytes + 1, heartbeat=20.0)
+    await ws.prepare(request)
+    remote = request.remote or "unknown"
+    refusal = hub.admit(remote)
+    if refusal is not None:
+        error = Busy(refusal)
+        hub.count_error(error.code)
+        await ws.send_str(p.encode(p.Error(code=error.code, message=error.message)))
+        await ws.close(code=error.close_code, message=b"busy")
+        return ws
+    connection = Connection(hub, ws, remote)
+    hub.register(connection)
+    await connection.run()
+    return ws
+
+
+async def healthz(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    return web.json_response(
+        {
+            "status": "ok",
+            "models": sorted(hub.models),
+            "sessions": len(hub.connections),
+            "version": p.PROTOCOL_VERSION,
+        }
+    )
+
+
+async def models_info(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    return web.json_response(
+        {
+            "default": hub.session_options.default_model,
+            "models": [
+                {
+                    "name": spec.name,
+                    "sample_rate": spec.sample_rate,
+                    "window": spec.window_s,
+                    "default_hop": spec.default_hop_s,
+                    "min_hop": spec.min_hop_s,
+                    "max_hop": round(spec.max_hop_s, 3),
+                    "description": spec.description,
+                }
+                for spec in hub.specs.values()
+            ],
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    response = web.Response(body=hub.metrics.render())
+    response.content_type = "text/plain"
+    response.headers["Content-Type"] = hub.metrics.content_type
+    return response
+
+
+def _index(web_root: Path):  # type: ignore[no-untyped-def]
+    async def index(request: web.Request) -> web.StreamResponse:
+        page = web_root / "index.html"
+        if page.is_file():
+            return web.FileResponse(page)
+        return web.Response(text="streamer: WebSocket endpoint at /v1/stream (browser demo not installed)\n")
+
+    return index
+
+
+async def _shutdown_sessions(app: web.Application) -> None:
+    hub = app.get(HUB)
+    if hub is None:
+        return
+    hub.accepting = False
+    grace = hub.config.server.shutdown_grace_s
+    await asyncio.gather(*(c.shutdown(grace) for c in list(hub.connections)), return_exceptions=True)

@@ -1,0 +1,76 @@
+"""Prometheus metrics of one server (its own registry: no module-level state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.sessions = Gauge("streamer_active_sessions", "Sessions currently connected", registry=r)
+        self.sessions_total = Counter("streamer_sessions", "Sessions started", registry=r)
+        self.queued = Gauge("streamer_queued_windows", "Windows waiting for the model", registry=r)
+        self.batch_size = Histogram(
+            "streamer_batch_size", "Windows per model batch", ["model"], buckets=BATCH_BUCKETS, registry=r
+        )
+        self.model_time = Histogram(
+            "streamer_model_seconds", "Model time per batch", ["model"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.window_latency = Histogram(
+            "streamer_window_latency_seconds",
+            "From a window's submission to its result",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rtf = Gauge(
+            "streamer_real_time_factor",
+            "Model seconds per second of audio (last batch)",
+            ["model"],
+            registry=r,
+        )
+        self.skipped = Counter(
+            "streamer_skipped_windows",
+            "Windows coalesced away because a session lagged",
+            ["model"],
+            registry=r,
+        )
+        self.errors = Counter("streamer_errors", "Errors sent to clients, by code", ["code"], registry=r)
+        self.audio_seconds = Counter("streamer_audio_seconds", "Seconds of audio received", registry=r)
+
+    def engine_observer(self, model: str, window_seconds: float, queued: Callable[[], int]) -> EngineObserver:
+        return EngineObserver(self, model, window_seconds, queued)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class EngineObserver:
+    """What an engine reports after each batch; called on the engine's thread (prometheus-client is thread-safe)."""
+
+    def __init__(self, metrics: Metrics, model: str, window_seconds: float, queued: Callable[[], int]) -> None:
+        self.metrics = metrics
+        self.model = model
+        self.window_seconds = window_seconds
+        self.queued = queued
+
+    def on_batch(self, size: int, seconds: float, latencies: list[float]) -> None:
+        m = self.metrics
+        m.batch_size.labels(self.model).observe(size)
+        m.model_time.labels(self.model).observe(seconds)
+        m.rtf.labels(self.model).set(seconds / (size * self.window_seconds))
+        for latency in latencies:
+            m.window_latency.labels(self.model).observe(latency)
+
+    def on_skipped(self, count: int) -> None:
+        self.metrics.skipped.labels(self.model).inc(count)

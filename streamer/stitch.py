@@ -1,0 +1,144 @@
+"""Commit policy across overlapping windows: each instant of the stream is decided by exactly one window.
+
+Window k (start s, length W) is trusted on its commit region [h, s + W − margin), where h is the end of the region
+committed before it (the horizon). Regions tile the stream, so every onset and offset is decided once: no
+duplicates, nothing lost at boundaries. A note sounding at the horizon continues if the new window also sees it
+sounding there; otherwise it ends at the horizon. Committed events are final, in time order, and every note_on
+gets one note_off (at `close` at the latest). See docs/stitching.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from streamer.notes import Note, WindowNote
+from streamer.server.protocol import NoteEvent, NoteOff, NoteOn
+
+NoteKey = tuple[int, int, bool]
+
+
+@dataclass(slots=True)
+class _Sounding:
+    event: NoteOn
+    seen_as: WindowNote | None  # the current window's view of this note, once matched
+
+
+@dataclass(frozen=True, slots=True)
+class _Edge:
+    time: float
+    is_onset: bool
+    note: WindowNote
+
+
+class Stitcher:
+    """Turns per-window notes into committed note events on the session clock (seconds)."""
+
+    def __init__(self, continuation_tolerance: float = 0.0) -> None:
+        # A new window's note whose onset lies this close after the horizon is taken as the continuation of a
+        # note already sounding there (frame models jitter by a frame or two around window positions).
+        self.tolerance = continuation_tolerance
+        self.horizon = 0.0
+        self._sounding: dict[NoteKey, _Sounding] = {}
+        self._next_id = 1
+        self.notes_committed = 0
+
+    @property
+    def sounding(self) -> int:
+        return len(self._sounding)
+
+    def commit(self, window_start: float, notes: Sequence[WindowNote], until: float) -> list[NoteEvent]:
+        """Commit what the window starting at `window_start` saw in [horizon, until)."""
+        h = self.horizon
+        if until <= h:
+            return []
+        events: list[NoteEvent] = []
+        edges: list[_Edge] = []
+        claimed: set[int] = set()
+        for key, sounding in list(self._sounding.items()):
+            sounding.seen_as = self._find_continuation(key, notes, window_start, h, claimed)
+            if sounding.seen_as is None:
+                events.append(self._end(key, h))
+        for i, note in enumerate(notes):
+            onset = _abs(window_start, note.onset, window_start)
+            offset = _abs(window_start, note.offset, math.inf)
+            if i in claimed:
+                if offset < until:
+                    edges.append(_Edge(max(offset, h), False, note))
+            elif h <= onset < until:
+                edges.append(_Edge(onset, True, note))
+                if offset < until:
+                    edges.append(_Edge(max(offset, onset), False, note))
+        # Offsets before onsets at the same instant: a repeated note ends before it starts again.
+        edges.sort(key=lambda e: (e.time, e.is_onset))
+        for edge in edges:
+            key = edge.note.key
+            current = self._sounding.get(key)
+            if edge.is_onset:
+                if current is not None:
+                    events.append(self._end(key, edge.time))
+                events.append(self._begin(edge.note, edge.time))
+            elif current is not None and current.seen_as is edge.note:
+                events.append(self._end(key, edge.time))
+        self.horizon = until
+        return events
+
+    def close(self, end: float) -> list[NoteEvent]:
+        """End of stream: every sounding note ends at `end` (or at the horizon, if that is later)."""
+        t = max(end, self.horizon)
+        events = [self._end(key, t) for key in list(self._sounding)]
+        self.horizon = t
+        return events
+
+    def _find_continuation(
+        self, key: NoteKey, notes: Sequence[WindowNote], window_start: float, h: float, claimed: set[int]
+    ) -> WindowNote | None:
+        for i, note in enumerate(notes):
+            if i in claimed or note.key != key:
+                continue
+            onset = _abs(window_start, note.onset, window_start)
+            offset = _abs(window_start, note.offset, math.inf)
+            if onset <= h + self.tolerance and offset > h:
+                claimed.add(i)
+                return note
+        return None
+
+    def _begin(self, note: WindowNote, t: float) -> NoteOn:
+        event = NoteOn(
+            id=self._next_id,
+            time=t,
+            pitch=note.pitch,
+            velocity=note.velocity,
+            program=note.program,
+            is_drum=note.is_drum,
+        )
+        self._next_id += 1
+        self._sounding[note.key] = _Sounding(event, seen_as=note)
+        return event
+
+    def _end(self, key: NoteKey, t: float) -> NoteOff:
+        sounding = self._sounding.pop(key)
+        self.notes_committed += 1
+        return NoteOff(id=sounding.event.id, time=max(t, sounding.event.time))
+
+
+def _abs(window_start: float, t: float | None, missing: float) -> float:
+    # An onset the window did not see (None) is placed at the window's start: before the horizon that means
+    # "already sounding"; at the very start of a stream (or after a gap) it is the earliest time we can give.
+    return missing if t is None else window_start + t
+
+
+def events_to_notes(events: Sequence[NoteEvent]) -> list[Note]:
+    """Pair note_on/note_off events into complete notes (unclosed notes are left out)."""
+    opened: dict[int, NoteOn] = {}
+    notes: list[Note] = []
+    for event in events:
+        if isinstance(event, NoteOn):
+            opened[event.id] = event
+        else:
+            on = opened.pop(event.id, None)
+            if on is not None:
+                notes.append(Note(on.time, event.time, on.pitch, on.velocity, on.program, on.is_drum))
+    notes.sort(key=lambda n: (n.onset, n.pitch, n.program))
+    return notes
