@@ -40,10 +40,11 @@ def notes_to_events(notes: Iterable[Note]) -> list[NoteEvent]:
     ordered = sorted(notes, key=lambda n: (n.onset, n.offset, n.is_drum, n.program, n.pitch))
     timed: list[tuple[float, int, int, NoteEvent]] = []
     for i, note in enumerate(ordered):
-        on = NoteOn(i, note.onset, note.pitch, note.velocity, note.program, note.is_drum)
-        # At equal times a note-off sorts before a note-on, so a repeated key ends before it starts again.
-        timed.append((note.onset, 1, i, on))
-        timed.append((max(note.offset, note.onset), 0, i, NoteOff(i, max(note.offset, note.onset))))
+        offset = max(note.offset, note.onset)
+        # At equal times note-offs go before note-ons, so a repeated key ends before it starts again; only a
+        # zero-length note's own note-off must wait until after its note-on.
+        timed.append((note.onset, 1, i, NoteOn(i, note.onset, note.pitch, note.velocity, note.program, note.is_drum)))
+        timed.append((offset, 0 if offset > note.onset else 2, i, NoteOff(i, offset)))
     return [event for *_, event in sorted(timed, key=lambda t: t[:3])]
 
 
