@@ -9,7 +9,6 @@ gets one note_off (at `close` at the latest). See docs/stitching.md.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +16,8 @@ from streamer.notes import Note, WindowNote
 from streamer.server.protocol import NoteEvent, NoteOff, NoteOn
 
 NoteKey = tuple[int, int, bool]
+NS_PER_S = 1_000_000_000
+FAR_FUTURE = 1 << 62
 
 
 @dataclass(slots=True)
@@ -27,7 +28,7 @@ class _Sounding:
 
 @dataclass(frozen=True, slots=True)
 class _Edge:
-    time: float
+    time: int
     is_onset: bool
     note: WindowNote
 
@@ -38,11 +39,17 @@ class Stitcher:
     def __init__(self, continuation_tolerance: float = 0.0) -> None:
         # A new window's note whose onset lies this close after the horizon is taken as the continuation of a
         # note already sounding there (frame models jitter by a frame or two around window positions).
-        self.tolerance = continuation_tolerance
-        self.horizon = 0.0
+        self.tolerance = _ns(continuation_tolerance)
+        # Times are compared as integer nanoseconds: two windows computing the same instant from different starts
+        # must agree on which side of a region boundary it lies, which float sums do not guarantee.
+        self._horizon = 0
         self._sounding: dict[NoteKey, _Sounding] = {}
         self._next_id = 1
         self.notes_committed = 0
+
+    @property
+    def horizon(self) -> float:
+        return self._horizon / NS_PER_S
 
     @property
     def sounding(self) -> int:
@@ -50,25 +57,24 @@ class Stitcher:
 
     def commit(self, window_start: float, notes: Sequence[WindowNote], until: float) -> list[NoteEvent]:
         """Commit what the window starting at `window_start` saw in [horizon, until)."""
-        h = self.horizon
-        if until <= h:
+        h, start, end = self._horizon, _ns(window_start), _ns(until)
+        if end <= h:
             return []
         events: list[NoteEvent] = []
         edges: list[_Edge] = []
         claimed: set[int] = set()
         for key, sounding in list(self._sounding.items()):
-            sounding.seen_as = self._find_continuation(key, notes, window_start, h, claimed)
+            sounding.seen_as = self._find_continuation(key, notes, start, h, claimed)
             if sounding.seen_as is None:
                 events.append(self._end(key, h))
         for i, note in enumerate(notes):
-            onset = _abs(window_start, note.onset, window_start)
-            offset = _abs(window_start, note.offset, math.inf)
+            onset, offset = _span(start, note)
             if i in claimed:
-                if offset < until:
+                if offset < end:
                     edges.append(_Edge(max(offset, h), False, note))
-            elif h <= onset < until:
+            elif h <= onset < end:
                 edges.append(_Edge(onset, True, note))
-                if offset < until:
+                if offset < end:
                     edges.append(_Edge(max(offset, onset), False, note))
         # Offsets before onsets at the same instant: a repeated note ends before it starts again.
         edges.sort(key=lambda e: (e.time, e.is_onset))
@@ -81,33 +87,33 @@ class Stitcher:
                 events.append(self._begin(edge.note, edge.time))
             elif current is not None and current.seen_as is edge.note:
                 events.append(self._end(key, edge.time))
-        self.horizon = until
+        self._horizon = end
         return events
 
     def close(self, end: float) -> list[NoteEvent]:
         """End of stream: every sounding note ends at `end` (or at the horizon, if that is later)."""
-        t = max(end, self.horizon)
+        t = max(_ns(end), self._horizon)
         events = [self._end(key, t) for key in list(self._sounding)]
-        self.horizon = t
+        self._horizon = t
         return events
 
     def _find_continuation(
-        self, key: NoteKey, notes: Sequence[WindowNote], window_start: float, h: float, claimed: set[int]
+        self, key: NoteKey, notes: Sequence[WindowNote], start: int, h: int, claimed: set[int]
     ) -> WindowNote | None:
         for i, note in enumerate(notes):
             if i in claimed or note.key != key:
                 continue
-            onset = _abs(window_start, note.onset, window_start)
-            offset = _abs(window_start, note.offset, math.inf)
-            if onset <= h + self.tolerance and offset > h:
+            onset, offset = _span(start, note)
+            # An onset exactly at the horizon is a new note (the old one ended there), not a continuation.
+            if onset < h + self.tolerance and offset > h:
                 claimed.add(i)
                 return note
         return None
 
-    def _begin(self, note: WindowNote, t: float) -> NoteOn:
+    def _begin(self, note: WindowNote, t: int) -> NoteOn:
         event = NoteOn(
             id=self._next_id,
-            time=t,
+            time=t / NS_PER_S,
             pitch=note.pitch,
             velocity=note.velocity,
             program=note.program,
@@ -117,16 +123,23 @@ class Stitcher:
         self._sounding[note.key] = _Sounding(event, seen_as=note)
         return event
 
-    def _end(self, key: NoteKey, t: float) -> NoteOff:
+    def _end(self, key: NoteKey, t: int) -> NoteOff:
         sounding = self._sounding.pop(key)
         self.notes_committed += 1
-        return NoteOff(id=sounding.event.id, time=max(t, sounding.event.time))
+        return NoteOff(id=sounding.event.id, time=max(t / NS_PER_S, sounding.event.time))
 
 
-def _abs(window_start: float, t: float | None, missing: float) -> float:
-    # An onset the window did not see (None) is placed at the window's start: before the horizon that means
-    # "already sounding"; at the very start of a stream (or after a gap) it is the earliest time we can give.
-    return missing if t is None else window_start + t
+def _ns(seconds: float) -> int:
+    return round(seconds * NS_PER_S)
+
+
+def _span(start: int, note: WindowNote) -> tuple[int, int]:
+    """Absolute onset and offset of a window's note. An onset the window did not see (None) is placed at the
+    window's start: before the horizon that means "already sounding"; at the very start of a stream (or after a
+    gap) it is the earliest time we can give. An offset it did not see is in the far future."""
+    onset = start if note.onset is None else start + _ns(note.onset)
+    offset = FAR_FUTURE if note.offset is None else start + _ns(note.offset)
+    return onset, offset
 
 
 def events_to_notes(events: Sequence[NoteEvent]) -> list[Note]:

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 HUB = web.AppKey("hub", Hub)
 CONFIG = web.AppKey("config", Config)
+OVERSIZE_FACTOR = 4
 WEB_ROOT = Path(__file__).resolve().parents[2] / "clients" / "web"
 
 
@@ -62,7 +63,9 @@ def create_app(
 async def stream(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     limits = hub.config.limits
-    ws = web.WebSocketResponse(max_msg_size=limits.max_frame_bytes + 1, heartbeat=20.0)
+    # aiohttp's own cap sits above ours so that an oversized frame still gets a coded error message; beyond
+    # the cap aiohttp closes with 1009 before reading the frame into memory.
+    ws = web.WebSocketResponse(max_msg_size=OVERSIZE_FACTOR * limits.max_frame_bytes, heartbeat=20.0)
     await ws.prepare(request)
     remote = request.remote or "unknown"
     refusal = hub.admit(remote)

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 REALTIME_PACE_TOLERANCE = 1.2
+WS_MESSAGE_TOO_BIG = 1009
 
 
 class Connection:
@@ -89,7 +90,10 @@ class Connection:
                 self._check_length()
                 await self._throttle()
             elif msg.type == WSMsgType.ERROR:
-                raise StreamerError(f"websocket error: {self.ws.exception()}")
+                error = self.ws.exception()
+                if getattr(error, "code", None) == WS_MESSAGE_TOO_BIG:
+                    raise FrameTooLarge(f"message exceeds the {limits.max_frame_bytes}-byte limit")
+                raise StreamerError(f"websocket error: {error}")
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 return
         await self._drain_outbox()
