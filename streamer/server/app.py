@@ -10,7 +10,6 @@ from pathlib import Path
 from aiohttp import web
 
 from streamer.config import Config
-from streamer.errors import Busy
 from streamer.models.base import Model
 from streamer.models.registry import load_model
 from streamer.server import protocol as p
@@ -70,10 +69,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
     remote = request.remote or "unknown"
     refusal = hub.admit(remote)
     if refusal is not None:
-        error = Busy(refusal)
-        hub.count_error(error.code)
-        await ws.send_str(p.encode(p.Error(code=error.code, message=error.message)))
-        await ws.close(code=error.close_code, message=b"busy")
+        hub.count_error(refusal.code)
+        await ws.send_str(p.encode(p.Error(code=refusal.code, message=refusal.message)))
+        await ws.close(code=refusal.close_code, message=refusal.code.encode())
         return ws
     connection = Connection(hub, ws, remote)
     hub.register(connection)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from streamer.config import Config
 from streamer.engine import Engine
+from streamer.errors import Busy, ShuttingDown, StreamerError
 from streamer.models.base import Model, ModelSpec
 from streamer.server.metrics import Metrics
 from streamer.session import SessionOptions
@@ -60,15 +61,15 @@ class Hub:
 
     # ---- admission ---------------------------------------------------------------------------------------------
 
-    def admit(self, remote: str) -> str | None:
-        """None if a new session from `remote` may start, else the reason it may not."""
+    def admit(self, remote: str) -> StreamerError | None:
+        """None if a new session from `remote` may start, else the error that refuses it."""
         limits = self.config.limits
         if not self.accepting:
-            return "the server is shutting down"
+            return ShuttingDown("the server is shutting down; retry on another server or later")
         if len(self.connections) >= limits.max_sessions:
-            return f"the server is at its limit of {limits.max_sessions} sessions; retry in a few seconds"
+            return Busy(f"the server is at its limit of {limits.max_sessions} sessions; retry in a few seconds")
         if self._per_client[remote] >= limits.max_sessions_per_client:
-            return f"at most {limits.max_sessions_per_client} sessions per client address"
+            return Busy(f"at most {limits.max_sessions_per_client} sessions per client address; retry when one ends")
         return None
 
     def register(self, connection: Connection) -> None:

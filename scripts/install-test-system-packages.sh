@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# System packages the test suite drives for real: a JACK server (MIDI port tests).
+# Installs only what is missing; needs root or sudo (apt-get) on Debian/Ubuntu.
+set -euo pipefail
+
+need=()
+command -v jackd >/dev/null 2>&1 || need+=(jackd2)
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "missing system packages: ${need[*]} (install them with your package manager)" >&2
+    exit 1
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing system packages for the tests: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
