@@ -35,6 +35,9 @@ VIRTUAL_BACKENDS = frozenset({"alsa", "jack", "coremidi"})
 # setup usually bridges ALSA MIDI anyway (a2jmidid).
 AUTO_ORDER = ("coremidi", "alsa", "jack", "windows-mm")
 ALSA_SEQUENCER = "/dev/snd/seq"
+# JACK delivers queued messages in its next process cycles (a period is typically 1 to 50 ms); closing the client
+# sooner loses the final note-offs, so a JACK port is released this long after it closes.
+JACK_DRAIN_SECONDS = 0.2
 MAX_CLIENT_NAME = 63  # JACK's limit on a client name (jack_client_name_size() - 1); ALSA's is the same
 
 
@@ -162,6 +165,7 @@ class MidiPort:
         # of messages whole and the shared channel state consistent.
         self._lock = threading.RLock()
         self._sinks: list[MidiPortSink] = []
+        self._release: threading.Timer | None = None
         self.closed = False
 
     def sink(self, owner: str, *, close_port: bool = False) -> MidiPortSink:
@@ -189,8 +193,21 @@ class MidiPort:
             self.closed = True
             for sink in list(self._sinks):
                 sink.close()
-            self._client.close_port()
-            self._client.delete()
+            if self.backend != "jack":
+                self._release_client()
+                return
+            # A non-daemon timer: the interpreter waits for it at exit, so shutdown still delivers the note-offs.
+            self._release = threading.Timer(JACK_DRAIN_SECONDS, self._release_client)
+            self._release.start()
+
+    def _release_client(self) -> None:
+        self._client.close_port()
+        self._client.delete()
+
+    def wait_closed(self, timeout: float | None = None) -> None:
+        """After `close()`: wait until the port is gone (JACK releases it once its last messages are out)."""
+        if self._release is not None:
+            self._release.join(timeout)
 
 
 class MidiPortSink:
@@ -259,3 +276,5 @@ class MidiPortManager:
             ports, self._ports = self._ports, []
         for port in ports:
             port.close()
+        for port in ports:
+            port.wait_closed()

@@ -139,6 +139,7 @@ def test_per_session_ports_appear_and_vanish_with_their_sessions(jack_server, da
         assert recorder_one.expect(2) == recorder_two.expect(2) == [pc(0, 0), on(0, 60, 100)]
         one.close()
         assert recorder_one.expect(2) == [off(0, 60), all_off(0)]
+        one.port.wait_closed()
         assert "streamer-one:streamer-one" not in jack_outputs()
     finally:
         manager.close()
@@ -204,3 +205,16 @@ def test_windows_ports_are_found_by_exact_name_or_numbered_prefix():
     assert midi_port._existing_port(listing, "streamer-old") == 1
     with pytest.raises(ConfigError, match="create one with loopMIDI"):
         midi_port._existing_port(listing, "loop")
+
+
+def test_client_side_port_plays_received_events_and_closes_with_its_session(jack_server, daw, jack_outputs):
+    # What `streamer stream --midi-port` does on the musician's machine: one port, one session, closed together.
+    sink = MidiPort("laptop", "jack").sink("client", close_port=True)
+    recorder = daw(rtmidi.API_UNIX_JACK, "laptop")
+    for batch in MELODY_BATCHES[:2]:
+        sink.send(batch)
+    assert recorder.expect(8) == MELODY_MIDI[:8]
+    sink.close()  # the server connection dropped with note 3 and 2 still sounding
+    assert recorder.expect(5) == [off(1, 43), off(0, 62), all_off(0), all_off(1), all_off(9)]
+    sink.port.wait_closed()
+    assert "laptop:laptop" not in jack_outputs()
