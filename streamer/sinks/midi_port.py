@@ -96,8 +96,7 @@ def describe_backends(infos: Sequence[BackendInfo]) -> str:
     return "MIDI backends:\n" + "\n".join(lines)
 
 
-def resolve_backend(backend: str = AUTO) -> str:
-    """The backend `backend` names ("auto": the first in AUTO_ORDER that opens); ConfigError if none."""
+def _candidates(backend: str) -> list[str]:
     if backend != AUTO and backend not in BACKENDS:
         raise ConfigError(f"unknown MIDI backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
     compiled = _compiled()
@@ -105,14 +104,23 @@ def resolve_backend(backend: str = AUTO) -> str:
         raise ConfigError(
             f"MIDI backend {backend!r} is not built into python-rtmidi here\n{describe_backends(list_backends())}"
         )
-    candidates = [name for name in AUTO_ORDER if name in compiled] if backend == AUTO else [backend]
-    for name in candidates:
+    return [name for name in AUTO_ORDER if name in compiled] if backend == AUTO else [backend]
+
+
+def _first_client(backend: str, client_name: str) -> tuple[rtmidi.MidiOut, str]:
+    for name in _candidates(backend):
         try:
-            _new_client(name, "streamer-probe").delete()
+            return _new_client(name, client_name), name
         except (OSError, rtmidi.RtMidiError):
             continue
-        return name
     raise ConfigError(f"no usable MIDI backend for {backend!r}\n{describe_backends(list_backends())}")
+
+
+def resolve_backend(backend: str = AUTO) -> str:
+    """The backend `backend` names ("auto": the first in AUTO_ORDER that opens); ConfigError if none."""
+    client, name = _first_client(backend, "streamer-probe")
+    client.delete()
+    return name
 
 
 def open_output(name: str, backend: str = AUTO) -> tuple[rtmidi.MidiOut, str]:
@@ -121,21 +129,18 @@ def open_output(name: str, backend: str = AUTO) -> tuple[rtmidi.MidiOut, str]:
     Returns the open rtmidi client and the backend it uses; ConfigError with the backends and their ports when
     it cannot.
     """
-    resolved = resolve_backend(backend)
-    try:
-        client = _new_client(resolved, name)
-    except (OSError, rtmidi.RtMidiError) as exc:
-        raise ConfigError(f"MIDI backend {resolved} failed: {exc}\n{describe_backends(list_backends())}") from exc
+    client, resolved = _first_client(backend, name)
     try:
         if resolved in VIRTUAL_BACKENDS:
             client.open_virtual_port(name)
         else:
             client.open_port(_existing_port(client, name))
-    except (OSError, rtmidi.RtMidiError, ConfigError) as exc:
+    except (OSError, rtmidi.RtMidiError) as exc:
         client.delete()
-        if isinstance(exc, ConfigError):
-            raise
         raise ConfigError(f"cannot open MIDI port {name!r} on {resolved}: {exc}") from exc
+    except ConfigError:
+        client.delete()
+        raise
     return client, resolved
 
 
