@@ -30,7 +30,7 @@ def server() -> Iterator[tuple[str, ServerBehaviour]]:
     behaviour = ServerBehaviour()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             requested = self.headers.get("Range")
             behaviour.seen_ranges.append(requested)
             start = 0
