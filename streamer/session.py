@@ -69,7 +69,6 @@ class SessionOptions:
     default_model: str
     hop_s: float | None = None  # server-wide override of the models' default hop
     commit_margin_s: float | None = None
-    continuation_tolerance_s: float = 0.05
 
 
 class Session:
@@ -186,8 +185,10 @@ class Session:
         self._resampler = StreamResampler(message.sample_rate, spec.sample_rate)
         self.hop = spec.hop_samples(hop_s)
         self.margin = round(margin_s * spec.sample_rate)
-        self._cutter = WindowCutter(spec.window_samples, self.hop)
-        self._stitcher = Stitcher(self._options.continuation_tolerance_s)
+        # A silent lead makes the first window's commit region one hop long, like every other: the first notes
+        # are committed as early as later ones instead of waiting for a whole window of audio.
+        self._cutter = WindowCutter(spec.window_samples, self.hop, lead=max(0, spec.window_samples - self.margin - self.hop))
+        self._stitcher = Stitcher(spec.continuation_tolerance_s)
         self.model = spec
         self.start_message = message
         self.state = State.STREAMING

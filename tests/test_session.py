@@ -137,20 +137,20 @@ def test_audio_before_start_and_second_start() -> None:
 
 
 def test_skipped_windows_are_reported_and_later_windows_still_commit() -> None:
-    session, model = new_session(), OracleModel([Note(0.5, 1.0, 60), Note(3.0, 3.5, 62)])
+    session, model = new_session(), OracleModel([Note(0.5, 1.0, 60), Note(2.0, 2.5, 62)])
     start(session)
-    out = session.on_audio(s16(np.zeros(16000 * 4)))
-    windows = out.windows
-    assert len(windows) == 5
+    windows = session.on_audio(s16(np.zeros(16000 * 4))).windows
+    assert [w.request.start for w in windows] == [-20000 + k * 8000 for k in range(7)]
     messages = []
     for window in windows[:-1]:  # the engine coalesced these into the newest
         messages += session.on_window_done(window.seq, None).messages
     assert any(isinstance(m, p.Lagging) for m in messages)
     (notes,) = model.transcribe_windows([windows[-1].request])
     events = events_of(session.on_window_done(windows[-1].seq, notes).messages)
-    # The newest window (2.0–4.0 s) still sees the note at 3.0 s; the one at 0.5 s fell in skipped audio.
-    assert [(type(e).__name__, e.time) for e in events] == [("NoteOn", 3.0), ("NoteOff", 3.5)]
-    assert session.windows_skipped == 4
+    # The newest window (1.25–3.25 s) commits from 0 to 3.0 s: it still sees the note at 2.0 s; the one at 0.5 s
+    # lay only in skipped windows.
+    assert [(type(e).__name__, e.time) for e in events] == [("NoteOn", 2.0), ("NoteOff", 2.5)]
+    assert session.windows_skipped == 6
 
 
 def test_results_arriving_out_of_order_are_applied_in_order() -> None:

@@ -46,3 +46,18 @@ def melody(start: float = 0.3, step: float = 0.6, length: float = 0.5) -> list[N
     chord_at = t + 2.0
     notes += [Note(chord_at, chord_at + 1.0, p, 100) for p in (55, 59, 62)]
     return notes
+
+
+def random_piece(duration: float, seed: int = 0, polyphony: int = 2) -> list[Note]:
+    """Seeded random notes over `duration` seconds: up to `polyphony` voices, each a sequence of notes and rests."""
+    rng = np.random.default_rng(seed)
+    notes: list[Note] = []
+    for voice in range(polyphony):
+        low = 48 + 12 * voice
+        t = 0.2 + 0.1 * voice
+        while t < duration - 0.6:
+            length = float(rng.uniform(0.25, 1.0))
+            pitch = int(rng.integers(low, low + 12))
+            notes.append(Note(round(t, 3), round(min(t + length, duration - 0.3), 3), pitch, 100))
+            t += length + float(rng.uniform(0.05, 0.5))
+    return sorted(notes, key=lambda n: (n.onset, n.pitch))

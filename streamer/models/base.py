@@ -28,6 +28,10 @@ class ModelSpec:
     default_hop_s: float
     min_hop_s: float
     commit_margin_s: float
+    # A window's note whose onset lies this close after the commit horizon continues a note already sounding there
+    # (frame models place a held note's onset a frame or two apart in different windows); 0 for token models,
+    # whose tie section says which notes continue.
+    continuation_tolerance_s: float = 0.0
     description: str = ""
 
     @property

@@ -37,6 +37,7 @@ SPEC = ModelSpec(
     # basic-pitch itself discards 15 frames (0.17 s) at each window edge; a note's end needs 11 more frames
     # (0.13 s) of low energy to be final. 0.25 s keeps both inside the trusted part of every window.
     commit_margin_s=0.25,
+    continuation_tolerance_s=3 * FRAME_SECONDS,
     description="Spotify basic-pitch (ICASSP 2022), polyphonic, one instrument; ONNX on the CPU",
 )
 
