@@ -57,14 +57,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from streamer.server.app import create_app
-    from streamer.sinks.factory import sink_factory
 
     config = _config_from(args)
     ssl_context = None
     if config.auth.tls_cert:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(config.auth.tls_cert, config.auth.tls_key or None)
-    app = create_app(config, sink_factory=sink_factory(config.midi))
+    app = create_app(config)
     scheme = "wss" if ssl_context else "ws"
     print(
         f"streamer: model {config.model}, listening on {scheme}://{config.server.host}:{config.server.port}/v1/stream",

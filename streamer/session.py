@@ -187,7 +187,9 @@ class Session:
         self.margin = round(margin_s * spec.sample_rate)
         # A silent lead makes the first window's commit region one hop long, like every other: the first notes
         # are committed as early as later ones instead of waiting for a whole window of audio.
-        self._cutter = WindowCutter(spec.window_samples, self.hop, lead=max(0, spec.window_samples - self.margin - self.hop))
+        self._cutter = WindowCutter(
+            spec.window_samples, self.hop, lead=max(0, spec.window_samples - self.margin - self.hop)
+        )
         self._stitcher = Stitcher(spec.continuation_tolerance_s)
         self.model = spec
         self.start_message = message

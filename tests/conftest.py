@@ -11,7 +11,8 @@ from aiohttp import web
 from streamer.config import Config, load_config
 from streamer.models.base import Model
 from streamer.server.app import HUB, create_app
-from streamer.server.hub import Hub, SinkFactory
+from streamer.server.hub import Hub
+from streamer.sinks.factory import SessionSinks
 
 
 class LiveServer:
@@ -43,17 +44,17 @@ def basic_pitch_model() -> Model:
 
 @pytest.fixture
 async def serve() -> AsyncIterator[ServeFn]:
-    """Start servers on free loopback ports: `await serve(models, overrides=..., sink_factory=...)`."""
+    """Start servers on free loopback ports: `await serve(models, overrides=..., sinks=...)`."""
     servers: list[LiveServer] = []
 
     async def start(
         models: Mapping[str, Model],
         overrides: dict[str, Any] | None = None,
-        sink_factory: SinkFactory | None = None,
+        sinks: SessionSinks | None = None,
         config: Config | None = None,
     ) -> LiveServer:
         cfg = config or load_config(overrides=overrides)
-        app = create_app(cfg, models, sink_factory)
+        app = create_app(cfg, models, sinks)
         runner = web.AppRunner(app, shutdown_timeout=cfg.server.shutdown_grace_s + 2)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

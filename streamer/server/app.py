@@ -14,7 +14,8 @@ from streamer.models.base import Model
 from streamer.models.registry import load_model
 from streamer.server import protocol as p
 from streamer.server.connection import Connection
-from streamer.server.hub import Hub, SinkFactory
+from streamer.server.hub import Hub
+from streamer.sinks.factory import SessionSinks
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +31,17 @@ def load_models(config: Config) -> dict[str, Model]:
 
 
 def create_app(
-    config: Config, models: Mapping[str, Model] | None = None, sink_factory: SinkFactory | None = None
+    config: Config, models: Mapping[str, Model] | None = None, sinks: SessionSinks | None = None
 ) -> web.Application:
     """Build the server. `models` (name → loaded model) is for tests and embedding; by default the configured
-    models are loaded at start-up."""
+    models are loaded at start-up. `sinks` gives sessions their MIDI port / file sinks (default: from config)."""
     app = web.Application()
     app[CONFIG] = config
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         loaded = dict(models) if models is not None else await asyncio.to_thread(load_models, config)
-        hub = Hub(config, loaded, sink_factory)
+        session_sinks = sinks if sinks is not None else SessionSinks(config.midi)
+        hub = Hub(config, loaded, session_sinks if session_sinks.active else None)
         hub.start(asyncio.get_running_loop())
         app[HUB] = hub
         log.info("serving models: %s", ", ".join(loaded))

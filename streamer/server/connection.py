@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
@@ -17,6 +18,7 @@ from streamer.notes import WindowNote
 from streamer.server import protocol as p
 from streamer.session import Output, PendingWindow, Session, State, error_message
 from streamer.sinks.base import EventSink
+from streamer.sinks.midi_file import MidiFileSink
 
 if TYPE_CHECKING:
     from streamer.server.hub import Hub
@@ -38,6 +40,7 @@ class Connection:
         self.session = Session(self.id, hub.specs, hub.session_options)
         self.log = logging.LoggerAdapter(log, {"session": self.id})
         self.sinks: list[EventSink] = []
+        self._session_file: MidiFileSink | None = None  # the MIDI file returned in `done` when asked for
         self._engine = None
         self._stream: int | None = None
         self._model_state: object = None
@@ -120,17 +123,28 @@ class Connection:
         self._stream = self._engine.open_stream()
         self._model_state = self._engine.model.new_stream()
         self.sinks = self.hub.open_sinks(self.id)
+        start = self.session.start_message
+        if start is not None and start.midi_file:
+            self._session_file = MidiFileSink(self.id)
+            self.sinks.append(self._session_file)
         self.log.info("session started: model=%s rate=%s from %s", spec.name, self.session.start_message, self.remote)
 
     def _emit(self, out: Output) -> None:
-        for message in out.messages:
-            self._outbox.put_nowait(message)
         if out.events:
             self._send_to_sinks(out.events)
+        for message in out.messages:
+            if isinstance(message, p.Done) and self._session_file is not None:
+                message.midi = self._session_midi()
+            self._outbox.put_nowait(message)
         for window in out.windows:
             self._submit(window)
         if out.finished:
             self._finished.set()
+
+    def _session_midi(self) -> str:
+        assert self._session_file is not None
+        self._session_file.close()
+        return base64.b64encode(self._session_file.to_bytes()).decode("ascii")
 
     def _submit(self, window: PendingWindow) -> None:
         assert self._engine is not None and self._stream is not None

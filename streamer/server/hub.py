@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from streamer.config import Config
@@ -15,17 +15,16 @@ from streamer.models.base import Model, ModelSpec
 from streamer.server.metrics import Metrics
 from streamer.session import SessionOptions
 from streamer.sinks.base import EventSink
+from streamer.sinks.factory import SessionSinks
 
 if TYPE_CHECKING:
     from streamer.server.connection import Connection
 
 log = logging.getLogger(__name__)
 
-SinkFactory = Callable[[str], list[EventSink]]
-
 
 class Hub:
-    def __init__(self, config: Config, models: Mapping[str, Model], sink_factory: SinkFactory | None = None) -> None:
+    def __init__(self, config: Config, models: Mapping[str, Model], sinks: SessionSinks | None = None) -> None:
         self.config = config
         self.models = dict(models)
         self.specs: dict[str, ModelSpec] = {name: m.spec for name, m in self.models.items()}
@@ -39,7 +38,7 @@ class Hub:
         self.engines: dict[str, Engine] = {}
         self.connections: set[Connection] = set()
         self._per_client: Counter[str] = Counter()
-        self._sink_factory = sink_factory
+        self._sinks = sinks
         self.accepting = True
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -58,6 +57,8 @@ class Hub:
     async def stop(self) -> None:
         for engine in self.engines.values():
             await engine.stop(drain=True)
+        if self._sinks is not None:
+            self._sinks.close()
 
     # ---- admission ---------------------------------------------------------------------------------------------
 
@@ -87,7 +88,7 @@ class Hub:
         self.metrics.sessions.set(len(self.connections))
 
     def open_sinks(self, session_id: str) -> list[EventSink]:
-        return self._sink_factory(session_id) if self._sink_factory else []
+        return self._sinks.open_session(session_id) if self._sinks is not None else []
 
     def count_error(self, code: str) -> None:
         self.metrics.errors.labels(code).inc()

@@ -94,7 +94,7 @@ class Done(_Message, tag="done"):
     duration: float
     windows: int
     skipped_windows: int
-    midi: str | None = None
+    midi: str | None = None  # base64 of the session's standard MIDI file, when `start` asked for it
 
 
 ServerMessage = Ready | Events | Lagging | Error | Done

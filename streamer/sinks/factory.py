@@ -2,36 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from streamer.config import MidiConfig
 from streamer.sinks.base import EventSink
 
 
-def sink_factory(config: MidiConfig) -> Callable[[str], list[EventSink]] | None:
-    """Server side: a function giving each new session its sinks, or None when no sink is configured.
+class SessionSinks:
+    """Server side: opens each new session's sinks; owns the shared MIDI port for the server's lifetime.
 
-    The MIDI port is opened here, once, so a missing backend fails at start-up with a clear message."""
-    if not config.port and not config.files_dir:
-        return None
-    manager = None
-    if config.port:
-        from streamer.sinks.midi_port import MidiPortManager
+    The port is opened in the constructor, so a missing MIDI backend fails at start-up with a clear message."""
 
-        manager = MidiPortManager(config.port, config.backend, per_session=config.per_session)
+    def __init__(self, config: MidiConfig) -> None:
+        self.config = config
+        self._ports = None
+        if config.port:
+            from streamer.sinks.midi_port import MidiPortManager
 
-    def open_sinks(session_id: str) -> list[EventSink]:
+            self._ports = MidiPortManager(config.port, config.backend, per_session=config.per_session)
+
+    @property
+    def active(self) -> bool:
+        return self._ports is not None or bool(self.config.files_dir)
+
+    def open_session(self, session_id: str) -> list[EventSink]:
         sinks: list[EventSink] = []
-        if manager is not None:
-            sinks.append(manager.open_session(session_id))
-        if config.files_dir:
+        if self._ports is not None:
+            sinks.append(self._ports.open_session(session_id))
+        if self.config.files_dir:
             from streamer.sinks.midi_file import MidiFileSink
 
-            sinks.append(MidiFileSink(session_id, config.files_dir))
+            sinks.append(MidiFileSink(session_id, self.config.files_dir))
         return sinks
 
-    open_sinks.close = manager.close if manager is not None else (lambda: None)  # type: ignore[attr-defined]
-    return open_sinks
+    def close(self) -> None:
+        """Server shutdown: note-offs and All Notes Off for anything still sounding, then the ports."""
+        if self._ports is not None:
+            self._ports.close()
 
 
 def client_sinks(port: str | None, backend: str = "auto") -> list[EventSink]:

@@ -191,3 +191,22 @@ async def test_healthz_models_and_metrics(server) -> None:  # type: ignore[no-un
         async with http.get(f"{server.base}/metrics") as r:
             text = await r.text()
             assert "streamer_active_sessions" in text and "streamer_batch_size" in text
+
+
+async def test_stop_returns_the_session_midi_file_when_asked(server) -> None:  # type: ignore[no-untyped-def]
+    import base64
+
+    from streamer.sinks.midi_file import read_notes
+
+    async with websockets.connect(server.url) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16000, "midi_file": True}))
+        await ws.recv()
+        await ws.send(pcm(5.0))
+        await ws.send(json.dumps({"type": "stop"}))
+        messages = await recv_until_close(ws)
+    done = messages[-1]
+    assert isinstance(done, p.Done) and done.midi
+    notes = read_notes(base64.b64decode(done.midi))
+    assert [(n.pitch, n.onset, n.offset) for n in notes] == [
+        (n.pitch, n.onset, n.offset) for n in sorted(TRUTH, key=lambda n: (n.onset, n.pitch))
+    ]
