@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need=()
-command -v jackd >/dev/null 2>&1 || need+=(jackd2)
+command -v jackd >/dev/null 2>&1 || need+=(jackd2)   # MIDI port tests (tests/sinks)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

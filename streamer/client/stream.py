@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import websockets
@@ -40,21 +41,55 @@ async def stream_audio(
     sample_rate: int,
     *,
     speed: float = 1.0,
-    encoding: str = "s16le",
     frame_seconds: float = FRAME_SECONDS,
+    flush_every: float | None = None,
+    **options: Any,
+) -> StreamResult:
+    """Send `data` ((frames, channels) float32) paced at `speed` × real time (0: as fast as the server takes it),
+    then `stop`, and collect everything until `done` or close. `options` go to `stream_frames`."""
+    frame = max(1, int(frame_seconds * sample_rate))
+
+    async def frames() -> AsyncIterator[np.ndarray | None]:
+        t0 = time.monotonic()
+        next_flush = flush_every
+        for i, pos in enumerate(range(0, len(data), frame)):
+            if speed > 0:
+                delay = t0 + i * frame / sample_rate / speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            yield data[pos : pos + frame]
+            if next_flush is not None and (pos + frame) / sample_rate >= next_flush:
+                yield None  # a flush
+                next_flush += flush_every or 0
+
+    return await stream_frames(url, frames(), sample_rate, data.shape[1], **options)
+
+
+async def stream_frames(
+    url: str,
+    frames: AsyncIterator[np.ndarray | None],
+    sample_rate: int,
+    channels: int = 1,
+    *,
+    encoding: str = "s16le",
     model: str | None = None,
     hop: float | None = None,
-    flush_every: float | None = None,
+    midi_file: bool = False,
     on_message: Callable[[p.ServerMessage], None] | None = None,
     headers: dict[str, str] | None = None,
 ) -> StreamResult:
-    """Send `data` ((frames, channels) float32) paced at `speed` × real time (0: as fast as the server takes it),
-    then `stop`, and collect everything until `done` or close."""
+    """Stream audio frames ((n, channels) float32; None sends a `flush`) as they come from `frames` (a file, a
+    microphone), then `stop`; collect everything the server sends until `done` or close."""
     result = StreamResult()
-    channels = data.shape[1]
-    frame = max(1, int(frame_seconds * sample_rate))
     async with websockets.connect(url, max_size=None, additional_headers=headers) as ws:
-        start = p.Start(sample_rate=sample_rate, encoding=encoding, channels=channels, model=model, hop=hop)  # type: ignore[arg-type]
+        start = p.Start(
+            sample_rate=sample_rate,
+            encoding=encoding,  # type: ignore[arg-type]
+            channels=channels,
+            model=model,
+            hop=hop,
+            midi_file=midi_file,
+        )
         await ws.send(p.encode(start))
         first = p.decode_server(await ws.recv())
         if on_message:
@@ -65,21 +100,12 @@ async def stream_audio(
             return result
         assert isinstance(first, p.Ready)
         result.ready = first
-        t0 = time.monotonic()
-        receiver = asyncio.create_task(_receive(ws, result, t0, on_message))
-        next_flush = flush_every
+        receiver = asyncio.create_task(_receive(ws, result, time.monotonic(), on_message))
         try:
-            for i, pos in enumerate(range(0, len(data), frame)):
+            async for chunk in frames:
                 if receiver.done():
                     break
-                if speed > 0:
-                    delay = t0 + i * frame / sample_rate / speed - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                await ws.send(encode_pcm(data[pos : pos + frame], encoding))
-                if next_flush is not None and (pos + frame) / sample_rate >= next_flush:
-                    await ws.send(p.encode(p.Flush()))
-                    next_flush += flush_every or 0
+                await ws.send(p.encode(p.Flush()) if chunk is None else encode_pcm(chunk, encoding))
             if not receiver.done():
                 await ws.send(p.encode(p.Stop()))
         except websockets.ConnectionClosed:

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Minimal live client: play into the microphone (or stream a file at real-time pace) and see the notes.
+
+    python clients/live_client.py                       # default microphone (needs: pip install sounddevice)
+    python clients/live_client.py --file song.wav       # a file, paced like a live performance
+    python clients/live_client.py --url ws://gpu-box:8765/v1/stream --midi-port streamer   # notes into your DAW
+
+Ctrl-C stops: the server commits what it heard and closes every note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from streamer.cli import format_event
+from streamer.client.audio_file import read_audio
+from streamer.client.stream import DEFAULT_URL, stream_audio, stream_frames
+from streamer.server import protocol as p
+from streamer.sinks.factory import client_sinks
+
+FRAME_SECONDS = 0.02
+
+
+async def microphone(rate: int, stop: asyncio.Event) -> AsyncIterator[np.ndarray]:
+    import sounddevice  # optional: only the microphone needs it
+
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[np.ndarray] = asyncio.Queue()
+
+    def captured(block: np.ndarray, _frames: int, _time: object, _status: object) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, block.copy())
+
+    with sounddevice.InputStream(
+        samplerate=rate, channels=1, dtype="float32", blocksize=int(rate * FRAME_SECONDS), callback=captured
+    ):
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                yield await asyncio.wait_for(queue.get(), 0.2)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default=DEFAULT_URL)
+    parser.add_argument("--file", help="stream this file instead of the microphone")
+    parser.add_argument("--rate", type=int, default=48000, help="microphone sample rate")
+    parser.add_argument("--model")
+    parser.add_argument("--midi-port", help="also play the notes on a virtual MIDI port of this name")
+    args = parser.parse_args()
+
+    sinks = client_sinks(args.midi_port)
+
+    def show(message: p.ServerMessage) -> None:
+        if isinstance(message, p.Events):
+            for sink in sinks:
+                sink.send(message.events)
+            for event in message.events:
+                print(format_event(event), flush=True)
+        elif isinstance(message, p.Error | p.Lagging | p.Ready | p.Done):
+            print(p.encode(message), flush=True)
+
+    stop = asyncio.Event()
+    # Ctrl-C ends the microphone stream: the client then sends `stop`, and the server commits and closes every note.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        if args.file:
+            data, rate = read_audio(args.file)
+            await stream_audio(args.url, data, rate, speed=1.0, model=args.model, on_message=show)
+        else:
+            await stream_frames(args.url, microphone(args.rate, stop), args.rate, model=args.model, on_message=show)
+    finally:
+        for sink in sinks:
+            sink.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
