@@ -1,0 +1,202 @@
+"""A real browser against a real server: Debian's Chromium driven by Playwright, with a WAV file as its microphone.
+
+Chromium and the `playwright` package must be installed beforehand (Playwright's own browser download cannot work
+here); a missing one fails the tests with the commands that install it. Each server is `streamer serve` in a
+subprocess on a free loopback port, killed with the test (or with pytest, should pytest die).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+import soundfile
+
+from streamer.audio.synth import melody, render
+from streamer.notes import Note
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Playwright
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "web"
+CHROMIUM = "/usr/bin/chromium"
+INSTALL_HINT = "apt-get install -y chromium && pip install playwright (never `playwright install`)"
+SERVER_START_TIMEOUT = 30.0
+PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
+
+WAV_RATE = 48_000
+LEAD_IN_S = 1.5  # silence before the melody: the page connects while the fake microphone already plays
+TAIL_S = 1.5
+
+# Flags for a browser in a box: no network of its own, no GPU, nothing from outside.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def _require_tools() -> None:
+    missing = [
+        what for what, ok in (("chromium", Path(CHROMIUM).is_file()), ("playwright", _has_playwright())) if not ok
+    ]
+    if missing:
+        pytest.fail(f"browser tests need {' and '.join(missing)}: {INSTALL_HINT}", pytrace=False)
+
+
+def _has_playwright() -> bool:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def melody_notes() -> list[Note]:
+    return melody()
+
+
+@pytest.fixture(scope="session")
+def melody_wav(tmp_path_factory: pytest.TempPathFactory, melody_notes: list[Note]) -> Path:
+    """The synthesized melody after a lead-in of silence, as 16-bit PCM (what Chromium's fake capture reads)."""
+    shifted = [Note(n.onset + LEAD_IN_S, n.offset + LEAD_IN_S, n.pitch, n.velocity) for n in melody_notes]
+    duration = max(n.offset for n in shifted) + TAIL_S
+    audio = render(shifted, WAV_RATE, duration)
+    path = tmp_path_factory.mktemp("web") / "melody.wav"
+    soundfile.write(path, np.clip(audio, -1.0, 1.0), WAV_RATE, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="session")
+def playwright_driver() -> Iterator[Playwright]:
+    _require_tools()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_driver: Playwright, melody_wav: Path) -> Iterator[Browser]:
+    """Chromium whose microphone plays the melody once, with the permission prompt answered "allow"."""
+    args = [
+        *CHROMIUM_ARGS,
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={melody_wav}%noloop",
+    ]
+    browser = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=args)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="session")
+def browser_without_permission(playwright_driver: Playwright) -> Iterator[Browser]:
+    """Chromium with a (fake) microphone but no automatic answer to the permission prompt: it is refused."""
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream"]
+    browser = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=args)
+    yield browser
+    browser.close()
+
+
+class ServerProcess:
+    def __init__(self, process: subprocess.Popen[bytes], port: int) -> None:
+        self.process = process
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/"
+
+    def kill(self) -> None:
+        """Stop abruptly, as a crash or a pulled cable would: no goodbye to the clients."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _wait_healthy(server: ServerProcess, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"server exited with {server.process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{server.url}healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"server not healthy after {SERVER_START_TIMEOUT} s:\n{log.read_text()}")
+
+
+StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def start_server(artifacts: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StartServer]:
+    """`start_server(config_toml="")` runs `streamer serve` (optionally with a config file) and waits until healthy."""
+    servers: list[ServerProcess] = []
+    streamer = Path(sys.executable).with_name("streamer")
+    command = [str(streamer)] if streamer.is_file() else [sys.executable, "-m", "streamer.cli"]
+
+    def start(config_toml: str = "") -> ServerProcess:
+        port = _free_port()
+        args = [*command, "serve", "--port", str(port)]
+        if config_toml:
+            config = tmp_path / f"server-{port}.toml"
+            config.write_text(config_toml)
+            args += ["--config", str(config)]
+        log = artifacts / f"{request.node.name}-server-{port}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, preexec_fn=_die_with_parent
+            )
+        server = ServerProcess(process, port)
+        servers.append(server)
+        _wait_healthy(server, log)
+        return server
+
+    yield start
+    for server in servers:
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGTERM)
+            try:
+                server.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+@pytest.fixture
+def server(start_server: StartServer) -> ServerProcess:
+    return start_server()
