@@ -58,7 +58,7 @@ class _State:
 
     vocab: Vocabulary
     window_mode: bool
-    time: int = 0
+    time: int | None = None  # no event yet (window starts can be negative: the stream's silent lead)
     velocity: int = INITIAL_VELOCITY
     program: int = 0
     active: dict[NoteKey, tuple[int | None, int]] = field(default_factory=dict)
@@ -87,7 +87,7 @@ class _State:
                     return
                 continue
             steps = 0
-            if t < self.time or not self._event(t, kind, value):
+            if (self.time is not None and t < self.time) or not self._event(t, kind, value):
                 self.result.invalid += 1
                 continue
 
@@ -108,7 +108,7 @@ class _State:
             if not self.tie_section:
                 return False
             for key in [k for k in self.active if k not in self.tied]:
-                self._close(key, self.time)
+                self._close(key, t)
             self.tie_section = False
         return True
 
@@ -154,7 +154,7 @@ class _State:
             if self.window_mode:
                 self._emit(key[0], onset, None, velocity, key[1], is_drum=False)
             else:
-                assert onset is not None
+                assert onset is not None and self.time is not None
                 end = max(self.time, onset + MIN_NOTE_STEPS)
                 self._emit(key[0], onset, end, velocity, key[1], is_drum=False)
 
