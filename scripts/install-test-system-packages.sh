@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# System packages the test suite drives for real: a JACK server (MIDI port tests).
+# System packages the test suite drives for real: a JACK server (MIDI port tests), FluidSynth and a GM SoundFont
+# (accuracy bench tests).
 # Installs only what is missing; needs root or sudo (apt-get) on Debian/Ubuntu.
 set -euo pipefail
 
 need=()
 command -v jackd >/dev/null 2>&1 || need+=(jackd2)   # MIDI port tests (tests/sinks)
+command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)   # accuracy bench tests (tests/bench)
+[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)   # its General MIDI SoundFont
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
