@@ -19,6 +19,8 @@ const COLOURS = {
   secondLine: "#222a36",
   keyWhite: "#d9dee7",
   keyBlack: "#2b3240",
+  keyEdge: "#9aa3b2",
+  keyLabel: "#4a5568",
   label: "#8a96a8",
   now: "#e53e3e",
 };
@@ -82,22 +84,34 @@ export class PianoRoll {
     ctx.fillStyle = COLOURS.background;
     ctx.fillRect(0, 0, width, height);
 
+    ctx.fillStyle = COLOURS.keyWhite;
+    ctx.fillRect(0, rollTop, KEYS_WIDTH - 2, rollBottom - rollTop);
+    ctx.font = `${Math.min(10, Math.max(8, row))}px system-ui, sans-serif`;
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
     for (let p = lo; p <= hi; p++) {
-      ctx.fillStyle = isBlackKey(p) ? COLOURS.blackRow : COLOURS.whiteRow;
+      const black = isBlackKey(p);
+      ctx.fillStyle = black ? COLOURS.blackRow : COLOURS.whiteRow;
       ctx.fillRect(KEYS_WIDTH, y(p), rollWidth, row);
-      ctx.fillStyle = isBlackKey(p) ? COLOURS.keyBlack : COLOURS.keyWhite;
-      ctx.fillRect(0, y(p), KEYS_WIDTH - 2, Math.max(1, row - 0.5));
+      if (black) {
+        ctx.fillStyle = COLOURS.keyBlack;
+        ctx.fillRect(0, y(p), KEYS_WIDTH * 0.6, row);
+      }
+      if (p % 12 === 0 || p % 12 === 5) {
+        // The two places where white keys meet without a black key between them: B|C and E|F.
+        ctx.fillStyle = COLOURS.keyEdge;
+        ctx.fillRect(0, y(p) + row - 1, KEYS_WIDTH - 2, 1);
+      }
       if (p % 12 === 0) {
         ctx.fillStyle = COLOURS.octaveLine;
         ctx.fillRect(KEYS_WIDTH, y(p) + row - 1, rollWidth, 1);
-        if (row >= 7) {
-          ctx.fillStyle = "#1a202c";
-          ctx.font = `${Math.min(11, row)}px system-ui, sans-serif`;
-          ctx.textBaseline = "middle";
-          ctx.fillText(noteName(p), 4, y(p) + row / 2);
+        if (row >= 6) {
+          ctx.fillStyle = COLOURS.keyLabel;
+          ctx.fillText(noteName(p), KEYS_WIDTH - 5, y(p) + row / 2);
         }
       }
     }
+    ctx.textAlign = "left";
 
     ctx.fillStyle = COLOURS.label;
     ctx.font = "10px system-ui, sans-serif";
