@@ -122,7 +122,7 @@ export class PianoRoll {
       ctx.fillStyle = COLOURS.secondLine;
       ctx.fillRect(x(s), rollTop, 1, rollBottom + DRUM_LANE);
       ctx.fillStyle = COLOURS.label;
-      ctx.fillText(`${s}s`, x(s) + 2, rollBottom + DRUM_LANE + 4);
+      if (x(s) + 24 < width) ctx.fillText(`${s}s`, x(s) + 2, rollBottom + DRUM_LANE + 4);
     }
     ctx.fillStyle = COLOURS.octaveLine;
     ctx.fillRect(KEYS_WIDTH, rollBottom, rollWidth, 1);

@@ -15,7 +15,7 @@ from streamer.notes import Note
 from streamer.sinks.midi_file import read_notes
 from tests.web.conftest import ServerProcess, StartServer
 
-VIEWPORT = {"width": 1200, "height": 780}
+VIEWPORT = {"width": 1200, "height": 660}
 NOTES_TIMEOUT_MS = 30_000
 ONSET_TOLERANCE_S = 0.06
 TICK_S = 1 / 960
