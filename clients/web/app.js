@@ -43,6 +43,8 @@ class DemoPage {
     this.roll = new PianoRoll(this.el.roll);
     this.synth = new Synth();
     this.models = [];
+    this.starting = false; // between Start and a session (or its failure)
+    this.serverSeen = false;
     this.active = null; // the session in progress: {capture, conn, latency, ready, stopRequested, fatal, done}
     this.meterDb = METER_FLOOR_DB;
     this.lastFrameWall = 0;
@@ -88,17 +90,17 @@ class DemoPage {
   // ---- server discovery ----------------------------------------------------------------------------------------
 
   async pollHealth() {
-    if (this.active) return; // during a session the socket says whether the server is there
+    if (this.active || this.starting) return; // during a session the socket says whether the server is there
     try {
       const response = await fetch("/healthz", { cache: "no-store" });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       if (this.models.length === 0) await this.loadModels();
-      if (!this.active && (this.state.status === "disconnected" || this.el.start.disabled)) {
-        this.setStatus("idle", "Ready: press Start and play");
-      }
+      if (this.active || this.starting) return;
+      if (this.state.status === "disconnected" || !this.serverSeen) this.setStatus("idle", "Ready: press Start and play");
+      this.serverSeen = true;
       this.el.start.disabled = false;
     } catch {
-      if (!this.active && this.state.status !== "disconnected") {
+      if (!this.active && !this.starting && this.state.status !== "disconnected") {
         this.setStatus("disconnected", "Disconnected: the server is not answering");
       }
     }
@@ -144,6 +146,17 @@ class DemoPage {
     this.resetSession();
     this.setStatus("starting", "Opening the microphone…");
     this.updateControls(true);
+    this.el.start.disabled = true; // until there is a session to stop
+    this.starting = true;
+    try {
+      await this.open();
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  /** The steps of Start: the microphone, the audio graph, then the socket until the server is `ready`. */
+  async open() {
     let media;
     try {
       media = await openMicrophone(this.el.device.value);
@@ -184,6 +197,7 @@ class DemoPage {
     });
     session.conn = conn;
     this.active = session;
+    this.el.start.disabled = false;
     capture.onEnded(() => {
       if (this.active !== session) return;
       this.report("microphone_lost", "The microphone stopped (unplugged, or access was revoked).");
@@ -361,6 +375,7 @@ class DemoPage {
 
   updateControls(running) {
     this.el.start.textContent = running ? "Stop" : "Start";
+    this.el.start.disabled = false;
     this.el.start.classList.toggle("running", running);
     for (const control of [this.el.device, this.el.model, this.el.hop]) control.disabled = running;
     this.el.download.disabled = this.store.notes.length === 0;

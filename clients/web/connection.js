@@ -2,7 +2,6 @@
 // `ready`, `events`, `lagging`, `error` and `done`. This class only moves messages; the page decides what they mean.
 
 export const CLOSE_GOING_AWAY = 1001;
-export const CLOSE_TRY_AGAIN_LATER = 1013; // the server is full ("busy")
 
 export function streamUrl(location) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
