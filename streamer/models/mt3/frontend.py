@@ -108,9 +108,7 @@ class LogMelFrontend(nn.Module):
         else:
             pad = FFT_SIZE + HOP_SAMPLES * (frames - 1) - audio.shape[-1]
             padded = nn.functional.pad(audio, (0, pad))
-            spectrum = torch.stft(
-                padded, FFT_SIZE, HOP_SAMPLES, window=self.window, center=False, return_complex=True
-            )
+            spectrum = torch.stft(padded, FFT_SIZE, HOP_SAMPLES, window=self.window, center=False, return_complex=True)
         magnitude = spectrum.abs().transpose(-1, -2)  # (batch, frames, bins)
         mel = magnitude @ self.filterbank
         if self.variant == "torch-v1":

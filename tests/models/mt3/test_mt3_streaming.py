@@ -47,9 +47,7 @@ class TokenOracle(Model):
         results = []
         for request in batch:
             start = segment_start_step(request.start, SAMPLE_RATE)
-            tokens = encode_segment(
-                self.truth, start, end_step(request.start, WINDOW_SAMPLES, SAMPLE_RATE), MT3
-            )
+            tokens = encode_segment(self.truth, start, end_step(request.start, WINDOW_SAMPLES, SAMPLE_RATE), MT3)
             notes, report = decode_window(tokens, request.start, WINDOW_SAMPLES, SAMPLE_RATE, MT3)
             assert report.invalid == 0 and report.dropped == 0
             results.append(notes)
