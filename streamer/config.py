@@ -30,19 +30,23 @@ class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True):
     max_sessions_per_client: int = 8
     max_frame_bytes: int = 1 << 20
     max_text_bytes: int = 16 << 10
-    max_messages_per_s: float = 200.0
+    max_text_messages_per_s: float = 10.0  # start/flush/stop: a flush costs a model window
+    max_frames_per_audio_s: float = 200.0  # audio frames must carry 5 ms on average (after a 100-frame burst)
     idle_timeout_s: float = 30.0
     max_session_s: float = 4 * 3600.0
-    # A client whose audio runs ahead of 1.2 × wall time + this slack streams faster than real time: its reads
-    # are throttled (backpressure, nothing skipped), or it is refused; live clients are never throttled.
-    realtime_slack_s: float = 1.0
+    # A client whose audio runs ahead of 1.2 × wall time + its longest frame + this slack streams faster than real
+    # time: its reads are throttled (backpressure, nothing skipped) or it is refused; live clients never are.
+    realtime_slack_s: float = 0.25
     faster_than_realtime: str = "throttle"  # "throttle" | "refuse" | "allow"
 
 
 class EngineConfig(msgspec.Struct, forbid_unknown_fields=True):
     max_batch: int = 8
     max_wait_ms: float = 4.0
-    # A session with this many windows waiting is lagging: its queued windows are coalesced into the newest.
+    # A live session whose oldest queued window waited longer than this is lagging: its queued windows are merged
+    # into the newest (bounded latency). A client sending faster than real time instead waits (backpressure) while
+    # it has max_pending_windows queued.
+    max_lag_s: float = 1.0
     max_pending_windows: int = 2
 
 

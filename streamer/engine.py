@@ -2,9 +2,10 @@
 
 Sessions submit windows from the event loop; the worker takes at most one window per stream per batch, visiting
 streams round-robin (a stream that floods cannot starve the others), waits up to `max_wait_ms` for a batch to fill,
-runs the model, and hands each result back on the event loop. When a stream has `max_pending` windows waiting,
-it is lagging: its queued windows are merged into the newest one (the older ones are reported as skipped), so
-latency stays bounded instead of growing with the backlog. On CUDA the model runs on the engine's own stream
+runs the model, and hands each result back on the event loop. When a live stream's oldest queued window has waited
+longer than `max_lag_s`, the engine is not keeping up with it: its queued windows are merged into the newest one
+(the older ones are reported as skipped), so latency stays bounded instead of growing with the backlog. A burst of
+windows that the engine clears in time is never merged. On CUDA the model runs on the engine's own stream
 (see `device_stream`); on the CPU the same code runs with a no-op stream.
 """
 
@@ -56,12 +57,14 @@ class Engine:
         max_batch: int = 8,
         max_wait_ms: float = 4.0,
         max_pending: int = 2,
+        max_lag_s: float = 1.0,
         observer: Any = None,
     ) -> None:
         self.model = model
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
-        self.max_pending = max_pending
+        self.max_pending = max_pending  # how deep a throttled (faster than real time) stream may queue
+        self.max_lag = max_lag_s
         self.observer = observer  # metrics: on_batch(size, seconds, latencies), on_skipped(n)
         self.stats = EngineStats()
         self._queues: OrderedDict[int, deque[_Job]] = OrderedDict()
@@ -119,14 +122,15 @@ class Engine:
             return len(queue) if queue is not None else 0
 
     def submit(self, stream: int, request: WindowRequest, callback: ResultCallback, coalesce: bool = True) -> None:
-        """Queue a window. `callback` runs on the event loop with the result. With `coalesce`, a lagging stream's
-        queued windows are reported as skipped and only the newest is kept."""
+        """Queue a window. `callback` runs on the event loop with the result. With `coalesce` (live streams), a
+        lagging stream's queued windows are reported as skipped and only the newest is kept."""
         skipped: list[_Job] = []
+        now = time.perf_counter()
         with self._cond:
             queue = self._queues.get(stream)
             if queue is None:
                 raise KeyError(f"stream {stream} is not open")
-            if coalesce and len(queue) >= self.max_pending:
+            if coalesce and queue and now - queue[0].submitted > self.max_lag:
                 skipped = list(queue)
                 queue.clear()
             queue.append(_Job(stream, request, callback))
@@ -174,7 +178,10 @@ class Engine:
                 if batch is None:
                     return
                 try:
-                    self._run(batch)
+                    if batch:  # empty when every waiting stream closed while the batch was forming
+                        self._run(batch)
+                except Exception:  # the worker must outlive any bug: a dead worker would stall every session
+                    log.exception("engine worker: unexpected error")
                 finally:
                     with self._cond:
                         self._busy = False

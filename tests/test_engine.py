@@ -78,13 +78,14 @@ async def test_one_window_per_stream_per_batch_and_round_robin() -> None:
 
 async def test_lagging_stream_is_coalesced_and_latency_stays_bounded() -> None:
     model = OracleModel([], delay_s=0.05)
-    engine = Engine(model, max_batch=1, max_wait_ms=0, max_pending=2)
+    engine = Engine(model, max_batch=1, max_wait_ms=0, max_lag_s=0.1)
     engine.start()
     got = Collector()
     stream = engine.open_stream()
     for i in range(40):  # windows arrive 4× faster than the model can run them
         engine.submit(stream, request(i * 8000), got.callback(stream, i * 8000))
-        assert engine.pending(stream) <= 2
+        # Nothing queued is older than max_lag: at most 0.1 s / 12.5 ms + 1 windows wait.
+        assert engine.pending(stream) <= 9
         await asyncio.sleep(0.0125)
     await engine.stop(drain=True)
     await asyncio.sleep(0.05)
@@ -92,6 +93,19 @@ async def test_lagging_stream_is_coalesced_and_latency_stays_bounded() -> None:
     assert len(got.results) + len(got.skipped) == 40
     assert (stream, 39 * 8000) in got.results, "the newest window always runs"
     assert engine.stats.skipped == len(got.skipped)
+
+
+async def test_a_burst_the_engine_clears_in_time_is_not_merged() -> None:
+    model = OracleModel([], delay_s=0.005)
+    engine = Engine(model, max_batch=1, max_wait_ms=0, max_lag_s=1.0)
+    engine.start()
+    got = Collector()
+    stream = engine.open_stream()
+    for i in range(20):  # a client that sent 10 s of audio in one frame: 20 windows at once
+        engine.submit(stream, request(i * 8000), got.callback(stream, i * 8000))
+    await engine.stop(drain=True)
+    await asyncio.sleep(0.05)
+    assert len(got.results) == 20 and not got.skipped
 
 
 async def test_model_failure_fails_that_batch_only() -> None:
@@ -122,3 +136,21 @@ async def test_stop_drains_queued_windows() -> None:
     await engine.stop(drain=True)
     await asyncio.sleep(0.05)
     assert len(got.results) == 9 and engine.queued == 0
+
+
+async def test_streams_closing_while_a_batch_forms_do_not_stop_the_worker() -> None:
+    model = OracleModel([])
+    engine = Engine(model, max_batch=8, max_wait_ms=200)
+    engine.start()
+    got = Collector()
+    gone = engine.open_stream()
+    engine.submit(gone, request(0), got.callback(gone, 0))
+    await asyncio.sleep(0.05)  # the worker is now waiting for the batch to fill
+    engine.close_stream(gone)
+    await asyncio.sleep(0.3)
+    alive = engine.open_stream()
+    engine.submit(alive, request(0), got.callback(alive, 0))
+    await engine.stop(drain=True)
+    await asyncio.sleep(0.05)
+    assert (alive, 0) in got.results and (gone, 0) not in got.results
+    assert all(model.batches), "the model is never called with an empty batch"

@@ -13,6 +13,7 @@ from streamer.config import Config
 from streamer.models.base import Model
 from streamer.models.registry import load_model
 from streamer.server import protocol as p
+from streamer.server.access import SUBPROTOCOL, check_access
 from streamer.server.connection import Connection
 from streamer.server.hub import Hub
 from streamer.sinks.factory import SessionSinks
@@ -66,10 +67,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
     limits = hub.config.limits
     # aiohttp's own cap sits above ours so that an oversized frame still gets a coded error message; beyond
     # the cap aiohttp closes with 1009 before reading the frame into memory.
-    ws = web.WebSocketResponse(max_msg_size=OVERSIZE_FACTOR * limits.max_frame_bytes, heartbeat=20.0)
+    ws = web.WebSocketResponse(
+        max_msg_size=OVERSIZE_FACTOR * limits.max_frame_bytes, heartbeat=20.0, protocols=(SUBPROTOCOL,)
+    )
     await ws.prepare(request)
     remote = request.remote or "unknown"
-    refusal = hub.admit(remote)
+    refusal = check_access(request, hub.config.auth) or hub.admit(remote)
     if refusal is not None:
         hub.count_error(refusal.code)
         await ws.send_str(p.encode(p.Error(code=refusal.code, message=refusal.message)))

@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
@@ -29,6 +29,32 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 REALTIME_PACE_TOLERANCE = 1.2
 WS_MESSAGE_TOO_BIG = 1009
+FRAME_BURST = 100
+
+
+class RateLimiter:
+    """Token bucket: `rate` messages per second on average, bursts of up to one second's worth."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.last: float | None = None
+
+    def allow(self, now: float) -> bool:
+        if self.last is not None:
+            self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class SessionLog(logging.LoggerAdapter):
+    """Every log line of a session carries its id (`session=…`), so one session's story can be grepped."""
+
+    def process(self, msg: object, kwargs: Any) -> tuple[object, Any]:
+        return f"session={self.extra['session']} {msg}", kwargs  # type: ignore[index]
 
 
 class Connection:
@@ -38,7 +64,7 @@ class Connection:
         self.remote = remote
         self.id = uuid.uuid4().hex[:12]
         self.session = Session(self.id, hub.specs, hub.session_options)
-        self.log = logging.LoggerAdapter(log, {"session": self.id})
+        self.log = SessionLog(log, {"session": self.id})
         self.sinks: list[EventSink] = []
         self._session_file: MidiFileSink | None = None  # the MIDI file returned in `done` when asked for
         self._engine = None
@@ -49,7 +75,10 @@ class Connection:
         self._finished = asyncio.Event()
         self._started_at = time.monotonic()
         self._first_audio_at: float | None = None
+        self._longest_frame_s = 0.0
         self._close_code = CLOSE_NORMAL
+        self._text_rate = RateLimiter(hub.config.limits.max_text_messages_per_s)
+        self._frames = 0
 
     # ---- main loop ---------------------------------------------------------------------------------------------
 
@@ -78,6 +107,8 @@ class Connection:
             except TimeoutError:
                 raise Timeout(f"no message for {limits.idle_timeout_s:g} s; closing idle session") from None
             if msg.type == WSMsgType.TEXT:
+                if not self._text_rate.allow(time.monotonic()):
+                    raise RateLimited(f"more than {limits.max_text_messages_per_s:g} text messages per second")
                 if len(msg.data) > limits.max_text_bytes:
                     raise FrameTooLarge(f"text message of {len(msg.data)} bytes exceeds {limits.max_text_bytes}")
                 out = self.session.on_text(msg.data)
@@ -89,7 +120,15 @@ class Connection:
                     raise FrameTooLarge(f"binary frame of {len(msg.data)} bytes exceeds {limits.max_frame_bytes}")
                 if self._first_audio_at is None:
                     self._first_audio_at = time.monotonic()
+                self._frames += 1
+                if self._frames > FRAME_BURST + limits.max_frames_per_audio_s * self.session.audio_seconds:
+                    raise RateLimited(
+                        f"more than {limits.max_frames_per_audio_s:g} frames per second of audio; send frames of "
+                        f"at least {1000 / limits.max_frames_per_audio_s:g} ms"
+                    )
+                before = self.session.audio_seconds
                 self._emit(self.session.on_audio(msg.data))
+                self._longest_frame_s = max(self._longest_frame_s, self.session.audio_seconds - before)
                 self._check_length()
                 await self._throttle()
             elif msg.type == WSMsgType.ERROR:
@@ -168,11 +207,13 @@ class Connection:
         self._engine.submit(self._stream, window.request, done, coalesce=not self._ahead_of_real_time())
 
     def _ahead_of_real_time(self) -> bool:
+        """A live source cannot send audio before it was played: its audio clock stays within one frame (plus
+        jitter) of the wall clock since its first frame. Anything further ahead is a file sent faster than real time."""
         if self._first_audio_at is None:
             return False
         wall = time.monotonic() - self._first_audio_at
-        # Network jitter lets a live client run a little ahead; a file streamed at 1.5× or more is clearly ahead.
-        return self.session.audio_seconds > REALTIME_PACE_TOLERANCE * wall + self.hub.config.limits.realtime_slack_s
+        slack = self.hub.config.limits.realtime_slack_s + self._longest_frame_s
+        return self.session.audio_seconds > REALTIME_PACE_TOLERANCE * wall + slack
 
     async def _throttle(self) -> None:
         """A client sending faster than real time waits here until the engine has room (TCP backpressure)."""

@@ -49,6 +49,7 @@ class Hub:
                 max_batch=cfg.max_batch,
                 max_wait_ms=cfg.max_wait_ms,
                 max_pending=cfg.max_pending_windows,
+                max_lag_s=cfg.max_lag_s,
             )
             engine.observer = self.metrics.engine_observer(name, model.spec.window_s, lambda e=engine: e.queued)
             engine.start(loop)

@@ -63,7 +63,8 @@ def _grow(energy: np.ndarray, start: int, pitch: int, step: int, stop: int, rule
     is reached. Returns the index just past the last frame above threshold (in walking direction)."""
     i = start
     low = 0
-    while i != stop and low < rules.energy_tolerance:
+    # A note grown from the window's last (first) frame starts outside the window: nothing to walk.
+    while i != stop and 0 <= i < energy.shape[0] and low < rules.energy_tolerance:
         low = low + 1 if energy[i, pitch] < rules.frame_threshold else 0
         if clear:
             _clear(energy, i, i + 1, pitch)
