@@ -28,7 +28,7 @@ $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.test-installed: pyproject.toml $(VENV)/.serve-installed
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[mt3,test]"
+	$(BIN)/pip install --quiet -e ".[mt3,test,bench]"
 	touch $@
 
 serve: $(VENV)/.serve-installed

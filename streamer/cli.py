@@ -56,14 +56,15 @@ def _config_from(args: argparse.Namespace) -> Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from streamer.server.app import create_app
+    from streamer.server.app import create_app, load_models
 
     config = _config_from(args)
     ssl_context = None
     if config.auth.tls_cert:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(config.auth.tls_cert, config.auth.tls_key or None)
-    app = create_app(config)
+    # Load models before binding, so that a missing checkpoint fails here with its how-to message.
+    app = create_app(config, load_models(config))
     scheme = "wss" if ssl_context else "ws"
     print(
         f"streamer: model {config.model}, listening on {scheme}://{config.server.host}:{config.server.port}/v1/stream",
@@ -206,13 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("-q", "--quiet", action="store_true")
     transcribe.set_defaults(func=cmd_transcribe)
 
+    from streamer.models.catalogue import add_models_subcommands
+
     models = sub.add_parser("models", help="list and download model checkpoints")
-    try:
-        from streamer.models.checkpoints_cache import add_models_subcommands
-    except ImportError:
-        models.set_defaults(func=lambda _a: print("model management is not available in this build") or 1)
-    else:
-        add_models_subcommands(models.add_subparsers(dest="models_command", required=True))
+    add_models_subcommands(models.add_subparsers(dest="models_command", required=True))
     return parser
 
 

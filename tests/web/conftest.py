@@ -91,7 +91,9 @@ def melody_wav(tmp_path_factory: pytest.TempPathFactory, melody_notes: list[Note
     return path
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in the main thread while it lives,
+# which would break every asyncio test that ran after it.
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Playwright]:
     _require_tools()
     from playwright.sync_api import sync_playwright
@@ -100,7 +102,7 @@ def playwright_driver() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_driver: Playwright, melody_wav: Path) -> Iterator[Browser]:
     """Chromium whose microphone plays the melody once, with the permission prompt answered "allow"."""
     args = [
@@ -114,7 +116,7 @@ def browser(playwright_driver: Playwright, melody_wav: Path) -> Iterator[Browser
     browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser_without_permission(playwright_driver: Playwright) -> Iterator[Browser]:
     """Chromium with a (fake) microphone but no automatic answer to the permission prompt: it is refused."""
     args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream"]
