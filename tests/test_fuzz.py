@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import threading
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -353,3 +354,7 @@ def test_live_server_healthy_after_fuzzing(thread_server: ThreadServer) -> None:
     assert_healthy(asyncio.run(healthy_session(thread_server.url)))
     assert thread_server.runner is not None
     assert not thread_server.runner.app[HUB].connections, "every fuzzed session was released"
+    with urllib.request.urlopen(f"http://127.0.0.1:{thread_server.port}/metrics", timeout=5) as r:
+        tasks = [line for line in r.read().decode().splitlines() if line.startswith("streamer_asyncio_tasks ")]
+    # Idle: the metrics request's own handler and aiohttp's few server tasks, nothing left over from the sessions.
+    assert len(tasks) == 1 and 0 < float(tasks[0].split()[1]) < 10, tasks

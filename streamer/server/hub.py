@@ -42,6 +42,7 @@ class Hub:
         self.accepting = True
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.metrics.tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
         cfg = self.config.engine
         for name, model in self.models.items():
             engine = Engine(

@@ -47,6 +47,9 @@ class Metrics:
         )
         self.errors = Counter("streamer_errors", "Errors sent to clients, by code", ["code"], registry=r)
         self.audio_seconds = Counter("streamer_audio_seconds", "Seconds of audio received", registry=r)
+        # Leak watch (benchmarks/soak.py): tasks alive on the server's event loop; should return to its idle value
+        # once sessions end.
+        self.tasks = Gauge("streamer_asyncio_tasks", "Tasks alive on the server's event loop", registry=r)
 
     def engine_observer(self, model: str, window_seconds: float, queued: Callable[[], int]) -> EngineObserver:
         return EngineObserver(self, model, window_seconds, queued)
