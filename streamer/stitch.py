@@ -37,13 +37,15 @@ class Stitcher:
     """Turns per-window notes into committed note events on the session clock (seconds)."""
 
     def __init__(self, continuation_tolerance: float = 0.0) -> None:
-        # A new window's note whose onset lies this close after the horizon is taken as the continuation of a
-        # note already sounding there (frame models jitter by a frame or two around window positions).
+        # Frame models place the same onset a frame or two apart in different windows. Within this tolerance of
+        # the horizon, a window's onset just after it continues a note already sounding there, and a new onset
+        # just before it (that the previous window placed just after its region) still starts, at the horizon.
         self.tolerance = _ns(continuation_tolerance)
         # Times are compared as integer nanoseconds: two windows computing the same instant from different starts
         # must agree on which side of a region boundary it lies, which float sums do not guarantee.
         self._horizon = 0
         self._sounding: dict[NoteKey, _Sounding] = {}
+        self._last_onset: dict[NoteKey, int] = {}
         self._next_id = 1
         self.notes_committed = 0
 
@@ -72,10 +74,13 @@ class Stitcher:
             if i in claimed:
                 if offset < end:
                     edges.append(_Edge(max(offset, h), False, note))
-            elif h <= onset < end:
-                edges.append(_Edge(onset, True, note))
+            elif h - self.tolerance <= onset < end and not self._already_started(note.key, onset):
+                # An onset just before the horizon that the previous window placed just after its region end
+                # (jitter) would otherwise fall between two regions: it starts at the horizon.
+                t = max(onset, h)
+                edges.append(_Edge(t, True, note))
                 if offset < end:
-                    edges.append(_Edge(max(offset, onset), False, note))
+                    edges.append(_Edge(max(offset, t), False, note))
         # Offsets before onsets at the same instant: a repeated note ends before it starts again.
         edges.sort(key=lambda e: (e.time, e.is_onset))
         for edge in edges:
@@ -110,7 +115,13 @@ class Stitcher:
                 return note
         return None
 
+    def _already_started(self, key: NoteKey, onset: int) -> bool:
+        """Whether this onset is one a previous window already committed (within the tolerance)."""
+        last = self._last_onset.get(key)
+        return last is not None and self.tolerance > 0 and abs(onset - last) <= self.tolerance
+
     def _begin(self, note: WindowNote, t: int) -> NoteOn:
+        self._last_onset[note.key] = t
         event = NoteOn(
             id=self._next_id,
             time=t / NS_PER_S,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
@@ -124,3 +126,56 @@ def test_flush_style_commit_keeps_notes_open_and_later_windows_continue_them() -
     events += stitcher.commit(0.25, [WindowNote(60, 0.0, 1.0)], until=1.5)
     events += stitcher.close(2.0)
     assert [(type(e).__name__, e.time) for e in events] == [("NoteOn", 0.25), ("NoteOff", 1.25)]
+
+
+def jittered(view: list[WindowNote], rng: random.Random, jitter: float) -> list[WindowNote]:
+    """A window's view as a frame model gives it: every edge it sees moved by up to ±jitter."""
+    move = lambda t: None if t is None else t + rng.uniform(-jitter, jitter)  # noqa: E731
+    return [WindowNote(n.pitch, move(n.onset), move(n.offset), n.velocity, n.program, n.is_drum) for n in view]
+
+
+@given(data=note_sets(), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=200, deadline=None)
+def test_jittered_windows_give_every_note_once(data, seed) -> None:
+    truth, duration = data
+    tolerance, jitter = 4 * GRID, GRID
+    # Keep notes apart by more than the tolerance: closer repeats are ambiguous once edges jitter.
+    truth = [n for n in truth if n.offset - n.onset > 3 * tolerance]
+    kept: list[Note] = []
+    for n in truth:
+        if all(k.key != n.key or n.onset - k.offset > 3 * tolerance for k in kept):
+            kept.append(n)
+    rng = random.Random(seed)
+    window, hop, margin = 2.0, 0.5, 0.25
+    stitcher = Stitcher(continuation_tolerance=tolerance)
+    events, start = [], -(window - margin - hop)
+    while True:
+        until = start + window - margin
+        view = jittered(perfect_view(kept, start, window), rng, jitter)
+        events += stitcher.commit(start, view, min(until, duration))
+        if until >= duration:
+            break
+        start += hop
+    events += stitcher.close(duration)
+    assert_event_invariants(events)
+    got = events_to_notes(events)
+    assert len(got) == len(kept), f"{got} vs {kept}"
+    for g, t in zip(
+        sorted(got, key=lambda n: (n.key, n.onset)), sorted(kept, key=lambda n: (n.key, n.onset)), strict=True
+    ):
+        assert g.key == t.key and abs(g.onset - t.onset) <= tolerance
+
+
+def test_onset_jittering_across_a_region_boundary_is_kept_once() -> None:
+    # Window A places the onset 3 ms after its region's end (so does not commit it); window B places the same onset
+    # 20 ms before its region's start. Without the tolerance the note would fall between the two regions.
+    stitcher = Stitcher(continuation_tolerance=0.035)
+    events = stitcher.commit(0.0, [WindowNote(72, 1.503, None)], until=1.5)
+    events += stitcher.commit(0.5, [WindowNote(72, 0.98, None)], until=2.0)
+    events += stitcher.close(3.0)
+    assert [(type(e).__name__, e.time) for e in events] == [("NoteOn", 1.5), ("NoteOff", 3.0)]
+    # And an onset a window already committed is not started again by the next one.
+    stitcher = Stitcher(continuation_tolerance=0.035)
+    events = stitcher.commit(0.0, [WindowNote(60, 1.48, 1.49)], until=1.5)
+    events += stitcher.commit(0.5, [WindowNote(60, 0.99, 1.0)], until=2.0)
+    assert [(type(e).__name__, e.time) for e in events] == [("NoteOn", 1.48), ("NoteOff", 1.49)]
