@@ -1,0 +1,200 @@
+"""Load test: N live clients streaming real audio at real-time pace to one server, for the default model.
+
+For each hop, a fresh `streamer serve --hop H` runs in its own process; this process runs the N clients (asyncio,
+one process, never the server's). Each client streams its own seeded random two-voice piece (`random_piece`,
+rendered with `render`, 44.1 kHz s16le in 20 ms frames) at real-time pace, starting at a random offset within the
+first half second, then sends `stop`. Reported per (hop, N): streams that stayed real-time (finished with `done`,
+no window skipped, no `lagging`), onset-to-event latency p50/p95/p99 over every correctly transcribed note of all
+streams (`onset_latencies`), skipped windows and `lagging` messages, the server process's CPU (percent of one core,
+averaged over the run) and peak RSS, and this client process's CPU. N doubles (1, 2, 4, ...) until a run is not
+real-time or its p95 reaches 2 s (overload); reported per hop: the largest N that stayed real-time, and the largest
+that did so with p95 under 1 s (at hop 1 s the commit policy alone puts p95 near 1.25 s: margin + hop).
+
+Run: .venv/bin/python -m benchmarks.load_test [--seconds 20] [--hops 1.0 0.5 0.25] [--max-clients 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from benchmarks.common import machine, onset_latencies, percentile, server_process, table
+from streamer.audio.synth import random_piece, render
+from streamer.client.stream import StreamResult, stream_audio
+from streamer.notes import Note
+
+RATE = 44100
+P95_LIMIT_S = 1.0
+OVERLOAD_P95_S = 2.0  # past this the server is clearly not keeping up: stop adding clients
+LOAD_CONFIG = """
+[limits]
+max_sessions = 256
+max_sessions_per_client = 256
+"""
+
+
+@dataclass
+class Run:
+    hop: float
+    clients: int
+    realtime: int
+    latencies: list[float]
+    matched: int
+    truth: int
+    skipped: int
+    lagging: int
+    server_cpu: float
+    server_rss_mb: float
+    client_cpu: float
+
+    @property
+    def sustained(self) -> bool:
+        return self.realtime == self.clients and percentile(self.latencies, 95) < OVERLOAD_P95_S
+
+    @property
+    def passed(self) -> bool:
+        return self.realtime == self.clients and percentile(self.latencies, 95) < P95_LIMIT_S
+
+
+async def one_client(url: str, audio: np.ndarray, delay: float) -> StreamResult:
+    await asyncio.sleep(delay)
+    return await stream_audio(url, audio[:, None], RATE, speed=1.0)
+
+
+async def watch_rss(proc: psutil.Process, peak: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        peak[0] = max(peak[0], proc.memory_info().rss / 2**20)
+        await asyncio.sleep(0.5)
+
+
+async def load(url: str, proc: psutil.Process, pieces: list[tuple[list[Note], np.ndarray]], hop: float) -> Run:
+    rng = random.Random(len(pieces))
+    me = psutil.Process()
+    server_cpu0, client_cpu0, t0 = proc.cpu_times(), me.cpu_times(), time.monotonic()
+    peak = [0.0]
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_rss(proc, peak, stop))
+    results = await asyncio.gather(*(one_client(url, audio, rng.uniform(0, 0.5)) for _, audio in pieces))
+    stop.set()
+    await watcher
+    wall = time.monotonic() - t0
+    server_cpu1, client_cpu1 = proc.cpu_times(), me.cpu_times()
+    latencies: list[float] = []
+    realtime = skipped = lagging = 0
+    for (truth, _), result in zip(pieces, results, strict=True):
+        latencies += onset_latencies(truth, result.events, result.arrivals)
+        run_skipped = result.done.skipped_windows if result.done else 0
+        skipped += run_skipped
+        lagging += len(result.lagging)
+        if result.done is not None and not run_skipped and not result.lagging and not result.errors:
+            realtime += 1
+    return Run(
+        hop=hop,
+        clients=len(pieces),
+        realtime=realtime,
+        latencies=latencies,
+        matched=len(latencies),
+        truth=sum(len(t) for t, _ in pieces),
+        skipped=skipped,
+        lagging=lagging,
+        server_cpu=100 * (sum(server_cpu1[:2]) - sum(server_cpu0[:2])) / wall,
+        server_rss_mb=peak[0],
+        client_cpu=100 * (sum(client_cpu1[:2]) - sum(client_cpu0[:2])) / wall,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0, help="audio per client")
+    parser.add_argument("--hops", type=float, nargs="+", default=[1.0, 0.5, 0.25])
+    parser.add_argument("--max-clients", type=int, default=32)
+    args = parser.parse_args()
+
+    pieces_all = []
+    for i in range(args.max_clients):
+        truth = random_piece(args.seconds, seed=i)
+        pieces_all.append((truth, render(truth, RATE, args.seconds)))
+    runs: list[Run] = []
+    best: dict[float, list[str]] = {}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "load.toml"
+        config.write_text(LOAD_CONFIG)
+        for hop in args.hops:
+            best[hop] = ["0", "0"]
+            with server_process("--hop", str(hop), "--config", str(config)) as (url, server):
+                proc = psutil.Process(server.pid)
+                n = 1
+                while n <= args.max_clients:
+                    run = asyncio.run(load(url, proc, pieces_all[:n], hop))
+                    runs.append(run)
+                    print(
+                        f"hop {hop:g} N={n}: real-time {run.realtime}/{n}, p95 "
+                        f"{percentile(run.latencies, 95):.3f} s, server CPU {run.server_cpu:.0f}%",
+                        flush=True,
+                    )
+                    if not run.sustained:
+                        break
+                    label = str(n) if 2 * n <= args.max_clients else f">= {n} (--max-clients)"
+                    best[hop][0] = label
+                    if run.passed:
+                        best[hop][1] = label
+                    n *= 2
+
+    print(
+        f"\nbasic-pitch, {args.seconds:g} s per client at real-time pace, 44.1 kHz s16le 20 ms frames over loopback; "
+        f"clients in one asyncio process beside the server's; machine: {machine()}; "
+        f"total {time.monotonic() - started:.0f} s"
+    )
+    rows = [
+        [
+            r.hop,
+            r.clients,
+            f"{r.realtime}/{r.clients}",
+            f"{r.matched}/{r.truth}",
+            percentile(r.latencies, 50),
+            percentile(r.latencies, 95),
+            percentile(r.latencies, 99),
+            r.skipped,
+            r.lagging,
+            f"{r.server_cpu:.0f}",
+            f"{r.server_rss_mb:.0f}",
+            f"{r.client_cpu:.0f}",
+            "yes" if r.passed else "no",
+        ]
+        for r in runs
+    ]
+    headers = [
+        "hop (s)",
+        "N",
+        "real-time streams",
+        "notes matched",
+        "p50 (s)",
+        "p95 (s)",
+        "p99 (s)",
+        "skipped windows",
+        "lagging msgs",
+        "server CPU %",
+        "server RSS MiB",
+        "client CPU %",
+        "pass",
+    ]
+    print(table(headers, rows))
+    print(
+        table(
+            ["hop (s)", "largest N real-time", f"largest N real-time with p95 < {P95_LIMIT_S:g} s"],
+            [[hop, *labels] for hop, labels in best.items()],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
