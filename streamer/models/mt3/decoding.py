@@ -17,6 +17,7 @@ from torch import Tensor
 from streamer.models.mt3.spec import MAX_DECODE_TOKENS
 from streamer.models.mt3.t5 import MT3Transformer, attend
 from streamer.models.mt3.vocab import DECODER_START_ID, EOS_ID
+from streamer.models.transfer import to_host
 
 INITIAL_CACHE_TOKENS = 128  # most windows need a few hundred tokens; the cache doubles when it fills
 
@@ -103,7 +104,7 @@ def greedy_decode(model: MT3Transformer, encoded: Tensor, options: DecodeOptions
         active, tokens = active[still], tokens[still]
         cache.keep_rows(still)
         cross = [(k[still], v[still]) for k, v in cross]
-    result = generated.cpu()
+    result = to_host(generated)
     return [result[row, : lengths[row]].tolist() for row in range(rows)]
 
 

@@ -33,6 +33,7 @@ from streamer.models.mt3.spec import (
 )
 from streamer.models.mt3.t5 import POSITIONAL_FORMULAS, MT3Transformer
 from streamer.models.mt3.vocab import EOS_ID, MT3, PAD_ID, EventType
+from streamer.models.transfer import to_device
 from streamer.notes import WindowNote
 
 MODEL_NAMES = ("mt3-pytorch", "mr-mt3")
@@ -59,6 +60,7 @@ class MT3Options:
     max_new_tokens: int = MAX_DECODE_TOKENS
     allow_pickle: bool = False  # let a user-supplied file with pickled objects load (catalogue files may)
     memory_start_token: bool = False  # True: MR-MT3 upstream inference's leading 0 in the memory row (§5)
+    compile: bool = False  # torch.compile the encoder
 
     @classmethod
     def parse(cls, name: str, options: Mapping[str, object]) -> MT3Options:
@@ -147,6 +149,8 @@ class MT3Model(Model):
         self.decode_options = DecodeOptions(max_new_tokens=options.max_new_tokens)
         self.uses_memory = network.config.segmem_length > 0
         self.invalid_tokens = 0  # running count of tokens the codec rejected, for logs and metrics
+        # Off by default until measured on a GPU (docs/models.md): only the encoder, whose shapes are static.
+        self._compiled_encode = torch.compile(self.network.encode, dynamic=True) if options.compile else None
 
     def new_stream(self) -> TokenHistory | None:
         return TokenHistory() if self.uses_memory else None
@@ -159,12 +163,12 @@ class MT3Model(Model):
 
     @torch.inference_mode()
     def _transcribe(self, batch: Sequence[WindowRequest]) -> list[list[WindowNote]]:
-        audio = torch.from_numpy(np.stack([_window_audio(r.audio) for r in batch])).to(self.device)
+        audio = to_device(np.stack([_window_audio(r.audio) for r in batch]), self.device)
         features = zero_padding_frames(self.frontend(audio), [r.valid for r in batch])
-        encoded = self.network.encode(features.to(self.dtype))
+        encoded = self._encode(features.to(self.dtype))
         if self.uses_memory:
             rows = [self._memory_for(request) for request in batch]
-            memory = self.network.encode_memory(torch.tensor(rows, device=self.device))
+            memory = self.network.encode_memory(to_device(np.asarray(rows, dtype=np.int64), self.device))
             encoded = torch.cat([encoded, memory], dim=1)
         token_rows = greedy_decode(self.network, encoded, self.decode_options)
         results = []
@@ -175,6 +179,9 @@ class MT3Model(Model):
                 request.stream.remember(request.start + WINDOW_SAMPLES, tokens)
             results.append(notes)
         return results
+
+    def _encode(self, features: torch.Tensor) -> torch.Tensor:
+        return (self._compiled_encode or self.network.encode)(features)
 
     def _memory_for(self, request: WindowRequest) -> list[int]:
         history = request.stream if isinstance(request.stream, TokenHistory) else None

@@ -174,3 +174,9 @@ def test_history_is_bounded() -> None:
         history.remember(end, [end, EOS_ID])
     assert len(history) == 3 and history.ending_at(6) is None and history.ending_at(9).tolist() == [9, EOS_ID]
     assert memory_row(np.array([5, EOS_ID]), start_token=True)[:4] == [PAD_ID, 5, EOS_ID, PAD_ID]
+
+
+def test_compiled_encoder_gives_the_same_notes(mt3_weights: dict[str, torch.Tensor], mt3_model: MT3Model) -> None:
+    compiled = build_model_from_state_dict("mt3-pytorch", mt3_weights, {"max_new_tokens": 6, "compile": True})
+    requests = [window(0), window(8192, seed=1)]
+    assert compiled.transcribe_windows(requests) == mt3_model.transcribe_windows(requests)
