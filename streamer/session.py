@@ -108,6 +108,8 @@ class Session:
     # ---- inputs ------------------------------------------------------------------------------------------------
 
     def on_text(self, text: str | bytes) -> Output:
+        if self.state in (State.STOPPING, State.DONE):
+            return Output()  # messages after `stop` are ignored, malformed ones too: the last windows still commit
         try:
             message = p.decode_client(text)
         except msgspec.ValidationError as e:
@@ -120,8 +122,6 @@ class Session:
             return self._start(message)
         if self.state is State.AWAITING_START:
             raise NotStarted(f"`{message.__struct_config__.tag}` before `start`")
-        if self.state is not State.STREAMING:
-            return Output()
         if isinstance(message, p.Flush):
             return self._flush()
         return self._stop()
