@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import websockets
 
 from streamer.server import protocol as p
 from streamer.session import Session, SessionOptions, State
-from tests.fakes import SPEC
+from tests.fakes import SPEC, OracleModel
+from tests.server.test_protocol import TRUTH, recv_until_close
 from tests.windowing import assert_event_invariants
 
 
@@ -29,3 +31,12 @@ def test_text_after_stop_is_ignored_even_when_malformed() -> None:
     assert session.state is State.DONE and isinstance(result.messages[-1], p.Done)
     assert_event_invariants(events)
 
+
+async def test_text_limit_counts_bytes_not_characters(serve) -> None:  # type: ignore[no-untyped-def]
+    """`limits.max_text_bytes` is in bytes: 600 two-byte characters (1200 bytes) exceed a 1000-byte limit."""
+    server = await serve({SPEC.name: OracleModel(TRUTH)}, overrides={"limits": {"max_text_bytes": 1000}})
+    async with websockets.connect(server.url) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16000, "model": "é" * 600}, ensure_ascii=False))
+        messages = await recv_until_close(ws)
+    assert [m.code for m in messages if isinstance(m, p.Error)] == ["frame_too_large"]
+    assert ws.close_code == 1009

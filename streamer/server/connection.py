@@ -50,6 +50,11 @@ class RateLimiter:
         return True
 
 
+def text_bytes(text: str, limit: int) -> int:
+    """UTF-8 size of a text message (the limit is in bytes), without encoding one already over it in characters."""
+    return len(text) if len(text) > limit else len(text.encode("utf-8", "surrogatepass"))
+
+
 class SessionLog(logging.LoggerAdapter):
     """Every log line of a session carries its id (`session=…`), so one session's story can be grepped."""
 
@@ -109,8 +114,9 @@ class Connection:
             if msg.type == WSMsgType.TEXT:
                 if not self._text_rate.allow(time.monotonic()):
                     raise RateLimited(f"more than {limits.max_text_messages_per_s:g} text messages per second")
-                if len(msg.data) > limits.max_text_bytes:
-                    raise FrameTooLarge(f"text message of {len(msg.data)} bytes exceeds {limits.max_text_bytes}")
+                size = text_bytes(msg.data, limits.max_text_bytes)
+                if size > limits.max_text_bytes:
+                    raise FrameTooLarge(f"text message of {size} bytes exceeds {limits.max_text_bytes}")
                 out = self.session.on_text(msg.data)
                 if self.session.state is not State.AWAITING_START and self._engine is None:
                     self._attach_engine()
