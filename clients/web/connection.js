@@ -5,7 +5,11 @@ export const CLOSE_GOING_AWAY = 1001;
 
 export function streamUrl(location) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/v1/stream`;
+  // A server with [auth] token: open the page as /?token=… and the token travels with the socket (browsers cannot
+  // set an Authorization header on a WebSocket).
+  const token = new URLSearchParams(location.search).get("token");
+  const query = token ? `?token=${encodeURIComponent(token)}` : "";
+  return `${scheme}//${location.host}/v1/stream${query}`;
 }
 
 /**

@@ -21,10 +21,10 @@ ONSET_TOLERANCE_S = 0.06
 TICK_S = 1 / 960  # the page's MIDI files: 480 ticks per quarter at 120 bpm
 
 
-def open_demo(browser: Browser, server: ServerProcess, **context_options: Any) -> Page:
+def open_demo(browser: Browser, server: ServerProcess, query: str = "", **context_options: Any) -> Page:
     context = browser.new_context(viewport=VIEWPORT, **context_options)
     page = context.new_page()
-    page.goto(server.url)
+    page.goto(server.url + query)
     expect(page.locator("#status")).to_have_attribute("data-status", "idle")
     return page
 
@@ -190,3 +190,15 @@ def test_busy_server_is_explained_keyboard_only(browser: Browser, start_server: 
     expect(page.locator("#status")).to_have_attribute("data-status", "busy")
     expect(page.get_by_role("alert")).to_contain_text("The server is busy")
     assert [e["code"] for e in state(page)["errors"]] == ["busy"]
+
+
+def test_token_from_the_page_address_opens_a_session(browser: Browser, start_server: StartServer) -> None:
+    server = start_server('[auth]\ntoken = "letmein"\n')
+    refused = open_demo(browser, server)
+    refused.get_by_role("button", name="Start").click()
+    expect(refused.get_by_role("alert")).to_contain_text("not authorized")
+    assert [e["code"] for e in state(refused)["errors"]] == ["unauthorized"]
+    page = open_demo(browser, server, query="?token=letmein")
+    page.get_by_role("button", name="Start").click()
+    expect(page.locator("#status")).to_have_attribute("data-status", "streaming", timeout=15_000)
+    assert state(page)["errors"] == []
