@@ -41,7 +41,8 @@ def server_process(*args: str, timeout: float = 60.0) -> Iterator[tuple[str, sub
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+                    log = proc.stderr.read().decode() if proc.stderr else ""
+                    raise RuntimeError(f"server did not start: {log}") from None
                 time.sleep(0.2)
         yield f"ws://127.0.0.1:{port}/v1/stream", proc
     finally:
