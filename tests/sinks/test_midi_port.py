@@ -52,7 +52,18 @@ MELODY_MIDI = [
 ]
 
 
-@pytest.fixture(params=["jack", pytest.param("alsa", marks=pytest.mark.skipif(not HAVE_ALSA_SEQ, reason="no ALSA"))])
+@pytest.fixture(
+    params=[
+        "jack",
+        pytest.param(
+            "alsa",
+            marks=pytest.mark.skipif(
+                not HAVE_ALSA_SEQ,
+                reason="no ALSA sequencer: /dev/snd/seq needs the snd-seq kernel module, absent in this container",
+            ),
+        ),
+    ]
+)
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "jack":
         request.getfixturevalue("jack_server")
