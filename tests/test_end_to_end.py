@@ -12,24 +12,9 @@ import soundfile as sf
 from streamer.audio.synth import melody, render
 from streamer.client.stream import stream_audio
 from streamer.models.base import Model
-from streamer.notes import Note
 from streamer.offline import transcribe_array
 from streamer.stitch import events_to_notes
-from tests.windowing import assert_event_invariants
-
-ONSET_TOLERANCE = 0.05
-
-
-def match(truth: list[Note], got: list[Note]) -> list[tuple[Note, Note | None]]:
-    """Pair each true note with a detected note of the same pitch whose onset is within the tolerance."""
-    free = list(got)
-    pairs = []
-    for note in truth:
-        hit = next((g for g in free if g.pitch == note.pitch and abs(g.onset - note.onset) <= ONSET_TOLERANCE), None)
-        if hit is not None:
-            free.remove(hit)
-        pairs.append((note, hit))
-    return pairs
+from tests.windowing import assert_event_invariants, match
 
 
 @pytest.mark.parametrize("rate", [44100, 48000])

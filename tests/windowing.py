@@ -45,3 +45,18 @@ def assert_event_invariants(events: Sequence[NoteEvent]) -> None:
             assert e.time >= open_ids.pop(e.id)
             closed.add(e.id)
     assert not open_ids, f"note_on without note_off: {sorted(open_ids)}"
+
+
+ONSET_TOLERANCE = 0.05
+
+
+def match(truth: Sequence[Note], got: Sequence[Note]) -> list[tuple[Note, Note | None]]:
+    """Pair each true note with a detected note of the same pitch whose onset is within 50 ms (each used once)."""
+    free = list(got)
+    pairs: list[tuple[Note, Note | None]] = []
+    for note in truth:
+        hit = next((g for g in free if g.pitch == note.pitch and abs(g.onset - note.onset) <= ONSET_TOLERANCE), None)
+        if hit is not None:
+            free.remove(hit)
+        pairs.append((note, hit))
+    return pairs

@@ -25,11 +25,10 @@ import pytest
 import websockets
 
 from streamer.audio.synth import melody, render
-from streamer.notes import Note
 from streamer.server import protocol as p
 from streamer.sinks.midi_file import read_notes
 from streamer.stitch import events_to_notes
-from tests.windowing import assert_event_invariants
+from tests.windowing import assert_event_invariants, match
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE = 44100
@@ -37,7 +36,6 @@ FRAME_S = 0.02
 GRACE_S = 8.0
 CLIENTS = 3
 SIGTERM_AFTER_S = 4.0  # of streaming by the first client; the others started 0.5 s and 1 s later
-ONSET_TOLERANCE = 0.05
 
 
 @dataclass
@@ -110,17 +108,6 @@ async def stream(url: str, audio: bytes, client: Client) -> None:
                 await ws.send('{"type": "stop"}')
         await asyncio.wait_for(receiver, GRACE_S + 5)
         client.close_code = ws.close_code
-
-
-def matched(truth: list[Note], got: list[Note]) -> list[Note]:
-    free = list(got)
-    hits = []
-    for note in truth:
-        hit = next((g for g in free if g.pitch == note.pitch and abs(g.onset - note.onset) <= ONSET_TOLERANCE), None)
-        if hit is not None:
-            free.remove(hit)
-            hits.append(note)
-    return hits
 
 
 async def test_no_new_session_once_shutting_down(serve) -> None:  # type: ignore[no-untyped-def]
@@ -202,7 +189,7 @@ async def test_sigterm_commits_every_session_then_exits(server) -> None:  # type
         # All notes begun in the audio the server received are there (the last 0.2 s may be too short to tell).
         got = events_to_notes(events)
         heard = [n for n in truth if n.onset < done.duration - 0.2]
-        assert matched(heard, got) == heard, f"client {i}: heard {heard}, got {got}"
+        assert [n for n, hit in match(heard, got) if hit is not None] == heard, f"client {i}: heard {heard}, got {got}"
         # The session's MIDI file was written at shutdown and holds the same notes (times within half a tick).
         session = client.messages[0].session
         path = midi_dir / f"{session}.mid"
