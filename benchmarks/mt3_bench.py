@@ -14,7 +14,6 @@ only our decoder is measured.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import resource
 import subprocess
@@ -98,34 +97,14 @@ def _ours(config: T5Config, state: dict[str, Tensor], device: str) -> Callable[[
 def _reference(config: T5Config, state: dict[str, Tensor], device: str) -> Callable[[Tensor, int], int]:
     import torch
 
-    # The wheel's vendored T5, imported by path: the package __init__ pulls in mido, librosa and more.
-    package = importlib.util.find_spec("mt3_infer")
-    assert package and package.submodule_search_locations
-    path = Path(next(iter(package.submodule_search_locations))) / "models" / "mt3_pytorch" / "t5.py"
-    spec = importlib.util.spec_from_file_location("reference_t5", path)
-    assert spec and spec.loader
-    t5 = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(t5)
-    hf_config = t5.T5Config(
-        vocab_size=config.vocab_size,
-        d_model=config.d_model,
-        d_kv=config.d_kv,
-        d_ff=config.d_ff,
-        num_layers=config.encoder_layers,
-        num_decoder_layers=config.decoder_layers,
-        num_heads=config.num_heads,
-        feed_forward_proj="gated-gelu",
-        tie_word_embeddings=False,
-        decoder_start_token_id=0,
-        pad_token_id=0,
-        eos_token_id=1,
-    )
-    model = t5.T5ForConditionalGeneration(hf_config)
+    from tools.reference_t5 import reference_model
+
+    model = reference_model(config)
     model.load_state_dict(state, strict=True)
     model = model.to(device).eval()
 
     def no_eos(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
-        output[..., hf_config.eos_token_id] = float("-inf")
+        output[..., model.config.eos_token_id] = float("-inf")
         return output
 
     model.lm_head.register_forward_hook(no_eos)
