@@ -67,8 +67,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
     limits = hub.config.limits
     # aiohttp's own cap sits above ours so that an oversized frame still gets a coded error message; beyond
     # the cap aiohttp closes with 1009 before reading the frame into memory.
+    # No permessage-deflate: PCM audio barely compresses, and a zlib context per connection costs CPU and memory.
     ws = web.WebSocketResponse(
-        max_msg_size=OVERSIZE_FACTOR * limits.max_frame_bytes, heartbeat=20.0, protocols=(SUBPROTOCOL,)
+        max_msg_size=OVERSIZE_FACTOR * limits.max_frame_bytes,
+        heartbeat=20.0,
+        protocols=(SUBPROTOCOL,),
+        compress=False,
     )
     await ws.prepare(request)
     remote = request.remote or "unknown"
