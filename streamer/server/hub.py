@@ -52,7 +52,7 @@ class Hub:
                 max_pending=cfg.max_pending_windows,
                 max_lag_s=cfg.max_lag_s,
             )
-            engine.observer = self.metrics.engine_observer(name, model.spec.window_s, lambda e=engine: e.queued)
+            engine.observer = self.metrics.engine_observer(name, model.spec.window_s)
             engine.start(loop)
             self.engines[name] = engine
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -51,8 +49,8 @@ class Metrics:
         # once sessions end.
         self.tasks = Gauge("streamer_asyncio_tasks", "Tasks alive on the server's event loop", registry=r)
 
-    def engine_observer(self, model: str, window_seconds: float, queued: Callable[[], int]) -> EngineObserver:
-        return EngineObserver(self, model, window_seconds, queued)
+    def engine_observer(self, model: str, window_seconds: float) -> EngineObserver:
+        return EngineObserver(self, model, window_seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -61,11 +59,10 @@ class Metrics:
 class EngineObserver:
     """What an engine reports after each batch; called on the engine's thread (prometheus-client is thread-safe)."""
 
-    def __init__(self, metrics: Metrics, model: str, window_seconds: float, queued: Callable[[], int]) -> None:
+    def __init__(self, metrics: Metrics, model: str, window_seconds: float) -> None:
         self.metrics = metrics
         self.model = model
         self.window_seconds = window_seconds
-        self.queued = queued
 
     def on_batch(self, size: int, seconds: float, latencies: list[float]) -> None:
         m = self.metrics

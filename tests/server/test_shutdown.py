@@ -154,8 +154,9 @@ async def test_sigterm_commits_every_session_then_exits(server) -> None:  # type
 
     # While the sessions wind down, the listener is already closed: a new client cannot even connect (aiohttp
     # stops its sites before running the shutdown hooks; `shutting_down` answers only a handshake already in flight).
-    await asyncio.sleep(0.3)
-    assert proc.poll() is None, "the server must still be finishing its sessions"
+    # (How long the sessions take to wind down varies: basic-pitch may finish them within a few tenths of a second,
+    # so whether the process is still alive here is not asserted; the sessions' `done` after SIGTERM shows it was.)
+    await asyncio.sleep(0.1)
     with pytest.raises(OSError):
         async with websockets.connect(url, open_timeout=5):
             pass
