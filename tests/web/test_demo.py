@@ -137,9 +137,8 @@ def test_melody_appears_in_piano_roll_and_midi_download(
     assert result["done"]["notes"] == len(heard)
     # ...and that is the melody: every note at the right relative time, none missed or invented. A held note may
     # come out split (a fragment inside a played note), seen only when the suite loads the 2 cores: most likely
-    # Chromium's fake capture dropping
-    # a few milliseconds of audio, heard as a new onset (not confirmed). The same melody rendered directly is
-    # transcribed exactly at any alignment (tests/test_end_to_end.py).
+    # Chromium's fake capture dropping a few milliseconds of audio, heard as a new onset (not confirmed). The same
+    # melody rendered directly is transcribed exactly at any alignment (tests/test_end_to_end.py).
     missed, fragments, wrong = match_melody(heard, melody_notes)
     print(f"melody fragments (split held notes): {summary(fragments)}")
     assert (missed, wrong) == ([], []), (missed, summary(wrong), summary(heard))
