@@ -46,7 +46,6 @@ class EngineStats:
     skipped: int = 0
     failed_batches: int = 0
     model_seconds: float = 0.0
-    last_batch_size: int = 0
 
 
 class Engine:
@@ -202,7 +201,6 @@ class Engine:
         self.stats.batches += 1
         self.stats.windows += len(batch)
         self.stats.model_seconds += elapsed
-        self.stats.last_batch_size = len(batch)
         if self.observer is not None:
             done = time.perf_counter()
             self.observer.on_batch(len(batch), elapsed, [done - job.submitted for job in batch])

@@ -97,14 +97,6 @@ class Session:
         rate = self.start_message.sample_rate if self.start_message else 1
         return self.client_samples / rate
 
-    @property
-    def outstanding(self) -> int:
-        return len(self._pending)
-
-    @property
-    def sounding(self) -> int:
-        return self._stitcher.sounding if self.state is not State.AWAITING_START else 0
-
     # ---- inputs ------------------------------------------------------------------------------------------------
 
     def on_text(self, text: str | bytes) -> Output:

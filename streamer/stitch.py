@@ -49,14 +49,6 @@ class Stitcher:
         self._next_id = 1
         self.notes_committed = 0
 
-    @property
-    def horizon(self) -> float:
-        return self._horizon / NS_PER_S
-
-    @property
-    def sounding(self) -> int:
-        return len(self._sounding)
-
     def commit(self, window_start: float, notes: Sequence[WindowNote], until: float) -> list[NoteEvent]:
         """Commit what the window starting at `window_start` saw in [horizon, until)."""
         h, start, end = self._horizon, _ns(window_start), _ns(until)

@@ -23,10 +23,6 @@ class Window:
     audio: np.ndarray
     valid: int
 
-    @property
-    def end(self) -> int:
-        return self.start + len(self.audio)
-
 
 class WindowCutter:
     def __init__(self, window: int, hop: int, lead: int = 0) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from streamer.errors import FrameTooLarge, RateLimited, SessionTooLong, StreamerError, Timeout
+from streamer.errors import FrameTooLarge, ModelFailed, RateLimited, SessionTooLong, StreamerError, Timeout
 from streamer.notes import WindowNote
 from streamer.server import protocol as p
 from streamer.session import Output, PendingWindow, Session, State, error_message
@@ -172,7 +172,7 @@ class Connection:
         if start is not None and start.midi_file:
             self._session_file = MidiFileSink(self.id)
             self.sinks.append(self._session_file)
-        self.log.info("session started: model=%s rate=%s from %s", spec.name, self.session.start_message, self.remote)
+        self.log.info("session started: model=%s start=%s from %s", spec.name, self.session.start_message, self.remote)
 
     def _emit(self, out: Output) -> None:
         if out.events:
@@ -202,9 +202,7 @@ class Connection:
                 return
             if error is not None:
                 self.hub.count_error("model_failed")
-                self._outbox.put_nowait(
-                    p.Error(code="model_failed", message=f"the model failed on a window: {error}", fatal=False)
-                )
+                self._outbox.put_nowait(error_message(ModelFailed(f"the model failed on a window: {error}")))
             try:
                 self._emit(self.session.on_window_done(seq, notes))
             except Exception:
