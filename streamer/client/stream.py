@@ -30,10 +30,6 @@ class StreamResult:
     done: p.Done | None = None
     close_code: int | None = None
 
-    def latencies(self, speed: float = 1.0) -> list[float]:
-        """Onset-to-event latency of every note_on (real-time pacing)."""
-        return [a - e.time / speed for e, a in zip(self.events, self.arrivals, strict=True) if isinstance(e, p.NoteOn)]
-
 
 async def stream_audio(
     url: str,
