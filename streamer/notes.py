@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 DRUM_CHANNEL = 9  # General MIDI channel 10, zero-based
 DEFAULT_VELOCITY = 100
+SUSTAIN_PEDAL = 64  # MIDI control numbers of the pedals a piano model reports
+SOFT_PEDAL = 67
+
+NoteKey = tuple[int, int, bool, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +22,8 @@ class WindowNote:
 
     onset None: the note was already sounding when the window began (an MT3 tie, or a frame-based note that
     touches the window's first frame). offset None: the note was still sounding when the window ended.
+    A pedal held from onset to offset is a `WindowNote` with `control` set (SUSTAIN_PEDAL, SOFT_PEDAL) and pitch 0:
+    it is stitched like a note and committed as control events.
     """
 
     pitch: int
@@ -26,10 +32,11 @@ class WindowNote:
     velocity: int = DEFAULT_VELOCITY
     program: int = 0
     is_drum: bool = False
+    control: int | None = None
 
     @property
-    def key(self) -> tuple[int, int, bool]:
-        return (self.pitch, self.program, self.is_drum)
+    def key(self) -> NoteKey:
+        return (self.pitch, self.program, self.is_drum, self.control)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +49,8 @@ class Note:
     velocity: int = DEFAULT_VELOCITY
     program: int = 0
     is_drum: bool = False
+    control: int | None = None
 
     @property
-    def key(self) -> tuple[int, int, bool]:
-        return (self.pitch, self.program, self.is_drum)
+    def key(self) -> NoteKey:
+        return (self.pitch, self.program, self.is_drum, self.control)

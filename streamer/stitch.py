@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from streamer.notes import Note, WindowNote
+from streamer.notes import Note, NoteKey, WindowNote
 from streamer.server.protocol import NoteEvent, NoteOff, NoteOn
 
-NoteKey = tuple[int, int, bool]
 NS_PER_S = 1_000_000_000
 FAR_FUTURE = 1 << 62
 
