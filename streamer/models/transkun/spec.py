@@ -1,0 +1,52 @@
+"""Transkun v2's constants in their own units, and the window spec the server sees.
+
+The signal constants are those of the released checkpoint's `2.0.conf` (checked against it on load); the windowing
+constants are ours, chosen by measurement (docs/models.md, benchmarks/transkun_bench.py).
+"""
+
+from __future__ import annotations
+
+from streamer.models.base import ModelSpec
+from streamer.notes import SOFT_PEDAL, SUSTAIN_PEDAL
+
+SAMPLE_RATE = 44_100  # Hz
+FRAME_HOP = 1024  # samples between frames: 23.2 ms
+FFT_SIZE = 4096  # samples per frame (93 ms); frame k is centred on sample k * FRAME_HOP
+MEL_BANDS = 229
+MEL_LO_HZ = 30.0
+MEL_HI_HZ = 8000.0
+GAUSSIAN_WINDOWS = 5  # learned Gaussian analysis windows, next to the Hann window: 6 spectra per frame
+LOG_FLOOR = 1e-5  # log-mel = log(mel + floor), rescaled so that silence is 0 and 1 is 1/floor
+FRAME_S = FRAME_HOP / SAMPLE_RATE
+
+# The output tracks, in the network's order. Each is queried by a code: the MIDI pitch of a key, minus the control
+# number of a pedal (the checkpoint's position embedding was trained on these numbers).
+PEDALS = (SUSTAIN_PEDAL, SOFT_PEDAL)
+LOWEST_KEY, HIGHEST_KEY = 21, 108  # A0 .. C8
+TRACK_CODES = tuple(-control for control in PEDALS) + tuple(range(LOWEST_KEY, HIGHEST_KEY + 1))
+
+# Windowing for the stitcher, measured with benchmarks/transkun_bench.py on the rendered piano set (docs/models.md).
+# Transkun was trained on 16 s segments and needs long context: its own 8 s segments lose most of its accuracy.
+WINDOW_FRAMES = 688  # 15.98 s, a whole number of frames so that every window's frames sit on the stream's grid
+WINDOW_SAMPLES = WINDOW_FRAMES * FRAME_HOP
+DEFAULT_HOP_S = 2.0
+MIN_HOP_S = 0.25
+COMMIT_MARGIN_S = 2.0
+# Two windows place a held note's onset a frame apart at most (measured); 2 frames absorb it.
+CONTINUATION_TOLERANCE_S = 2 * FRAME_S
+
+DESCRIPTION = "Transkun v2 (Yan & Duan, ISMIR 2024): piano notes with velocity, sustain and soft pedal"
+
+
+def transkun_spec(window_samples: int = WINDOW_SAMPLES, name: str = "transkun") -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        sample_rate=SAMPLE_RATE,
+        window_samples=window_samples,
+        hop_quantum=FRAME_HOP,
+        default_hop_s=DEFAULT_HOP_S,
+        min_hop_s=MIN_HOP_S,
+        commit_margin_s=COMMIT_MARGIN_S,
+        continuation_tolerance_s=CONTINUATION_TOLERANCE_S,
+        description=DESCRIPTION,
+    )
