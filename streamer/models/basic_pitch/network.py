@@ -1,0 +1,220 @@
+"""basic-pitch's network in numpy: log-CQT → normalisation → harmonic stack → conv stacks → posteriors.
+
+The graph is the one the shipped ONNX file computes (models.py builds a 5×5 contour conv whose output it then
+discards; the export has no trace of it):
+
+    harmonic stack H (T, 264, 8)
+    contour:      relu(conv 3×39 (H))              (T, 264, 8)
+    contour_out:  sigmoid(conv 5×5 (contour))       (T, 264, 1)  the contour posteriors
+    note_hidden:  relu(conv 7×7 /3 (contour_out))   (T, 88, 32)  frequency stride 3
+    note_out:     sigmoid(conv 7×3 (note_hidden))   (T, 88, 1)   the note posteriors
+    onset_hidden: relu(conv 5×5 /3 (H))             (T, 88, 32)
+    onset_out:    sigmoid(conv 3×3 ([note_out, onset_hidden]))   the onset posteriors
+
+Every conv is "same"-padded with zeros in both axes. `Conv2d` runs one of them "valid" in time with only some of
+its future time taps (the streaming network's look-ahead); the windowed model pads time itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamer.models.basic_pitch import cqt
+from streamer.models.basic_pitch.weights import Conv, Weights
+
+N_PITCHES = 88
+CONTOUR_BINS = 264  # 88 semitones × 3
+HARMONICS = (0.5, 1, 2, 3, 4, 5, 6, 7)
+WINDOW_SAMPLES = 2 * cqt.SAMPLE_RATE - cqt.FRAME_SAMPLES  # the ONNX graph's fixed input length
+WINDOW_FRAMES = WINDOW_SAMPLES // cqt.FRAME_SAMPLES + 1
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0, out=x)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    x += 1
+    return np.reciprocal(x, out=x)
+
+
+def harmonic_shifts() -> np.ndarray:
+    """Bins to shift the log-CQT for each harmonic: round(36·log2 h)."""
+    return np.round(cqt.BINS_PER_OCTAVE * np.log2(np.array(HARMONICS, dtype=np.float64))).astype(int)
+
+
+def harmonic_index() -> np.ndarray:
+    """(264, 8) index into the 309 bins plus one zero column (index 309) for bins shifted out of range."""
+    source = np.arange(CONTOUR_BINS)[:, None] + harmonic_shifts()[None, :]
+    return np.where((source >= 0) & (source < cqt.N_BINS), source, cqt.N_BINS)
+
+
+def harmonic_stack(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """(…, 309) normalised log-CQT → (…, 264, 8)."""
+    padded = np.concatenate([x, np.zeros((*x.shape[:-1], 1), dtype=x.dtype)], axis=-1)
+    return padded[..., index]
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """A conv's frequency geometry as TensorFlow's "same" padding lays it out."""
+
+    stride: int
+    pad_left: int
+    out_bins: int
+
+
+class Conv2d:
+    """One conv layer over (S, T, F, C) frames, "valid" in time, with time taps [−past, +future].
+
+    Two ways to run it, whichever copies less:
+    - patches (layers with many outputs): frequency is cut into chunks of `chunk` output bins; one patch holds the
+      (time taps × input bins × channels) a chunk reads, multiplied by a banded matrix giving all its outputs.
+      Chunking turns the 39-bin-wide contour conv from a 936-wide im2col per bin into one row per 12 bins.
+    - products (one output channel): multiply each input frame by every (time tap, frequency tap) weight at once,
+      then add the shifted products; no patches at all.
+    """
+
+    def __init__(self, conv: Conv, shape: Shape, future: int, activation: Callable, chunk: int = 1) -> None:
+        kt, kf, cin, cout = conv.weight.shape
+        self.past = (kt - 1) // 2
+        if not 0 <= future <= self.past:
+            raise ValueError(f"future taps must be in 0..{self.past}, not {future}")
+        self.future = future
+        self.taps = self.past + future + 1
+        self.kf, self.cin, self.cout = kf, cin, cout
+        self.shape = shape
+        self.activation = activation
+        self.bias = conv.bias.astype(np.float32)
+        weight = conv.weight[: self.taps]
+        self.chunk = chunk
+        if cout == 1:
+            # (cin, taps·kf): products[f] for every (tap, frequency tap) pair.
+            self.products = np.ascontiguousarray(weight[..., 0].transpose(2, 0, 1).reshape(cin, self.taps * kf))
+            return
+        self.window = (chunk - 1) * shape.stride + kf
+        band = np.zeros((self.taps, self.window, cin, chunk, cout), dtype=np.float32)
+        for j in range(chunk):
+            band[:, j * shape.stride : j * shape.stride + kf, :, j, :] = weight
+        self.band = band.reshape(-1, chunk * cout)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """x: (S, T, F, cin) → (S, T − past − future, out_bins, cout), activation applied."""
+        if self.cout == 1:
+            return self._products(x)
+        return self._patches(x)
+
+    def _padded(self, x: np.ndarray, width: int) -> np.ndarray:
+        out = np.zeros((x.shape[0], x.shape[1], width, x.shape[3]), dtype=np.float32)
+        end = min(x.shape[2], width - self.shape.pad_left)
+        out[:, :, self.shape.pad_left : self.shape.pad_left + end] = x[:, :, :end]
+        return out
+
+    def _patches(self, x: np.ndarray) -> np.ndarray:
+        s, t_in = x.shape[:2]
+        t_out = t_in - self.taps + 1
+        step = self.chunk * self.shape.stride
+        groups = -(-self.shape.out_bins // self.chunk)
+        xp = self._padded(x, (groups - 1) * step + self.window)
+        # (S, t_out, F', cin, taps, window) → chunks every `step` bins, then (taps, window, cin) per patch.
+        view = np.lib.stride_tricks.sliding_window_view(xp, (self.taps, self.window), axis=(1, 2))[:, :, ::step]
+        patches = np.ascontiguousarray(view.transpose(0, 1, 2, 4, 5, 3)).reshape(-1, self.band.shape[0])
+        out = patches @ self.band
+        out += np.tile(self.bias, self.chunk)
+        out = out.reshape(s, t_out, groups * self.chunk, self.cout)[:, :, : self.shape.out_bins]
+        return self.activation(np.ascontiguousarray(out))
+
+    def _products(self, x: np.ndarray) -> np.ndarray:
+        s, t_in = x.shape[:2]
+        t_out = t_in - self.taps + 1
+        width = self.shape.out_bins + self.kf - 1  # stride 1 only (true of every one-channel layer here)
+        xp = self._padded(x, width)
+        prod = (xp.reshape(-1, self.cin) @ self.products).reshape(s, t_in, width, self.taps, self.kf)
+        out = np.full((s, t_out, self.shape.out_bins), self.bias[0], dtype=np.float32)
+        for tap in range(self.taps):
+            for i in range(self.kf):
+                out += prod[:, tap : tap + t_out, i : i + self.shape.out_bins, tap, i]
+        return self.activation(out)[..., None]
+
+
+# Frequency geometry of each layer ("same" padding: TensorFlow puts the odd pad bin, if any, on the right).
+SHAPES = {
+    "contour": Shape(1, 19, CONTOUR_BINS),
+    "contour_out": Shape(1, 2, CONTOUR_BINS),
+    "note_hidden": Shape(3, 2, N_PITCHES),
+    "note_out": Shape(1, 1, N_PITCHES),
+    "onset_hidden": Shape(3, 1, N_PITCHES),
+    "onset_out": Shape(1, 1, N_PITCHES),
+}
+# Frequency chunk per patch layer (measured: benchmarks/bp_network_bench.py).
+CHUNKS = {"contour": 12, "note_hidden": 1, "onset_hidden": 1}
+ACTIVATIONS = {
+    "contour": relu,
+    "contour_out": sigmoid,
+    "note_hidden": relu,
+    "note_out": sigmoid,
+    "onset_hidden": relu,
+    "onset_out": sigmoid,
+}
+LAYERS = tuple(SHAPES)
+
+
+@dataclass(frozen=True, slots=True)
+class Layers:
+    contour: Conv2d
+    contour_out: Conv2d
+    note_hidden: Conv2d
+    note_out: Conv2d
+    onset_hidden: Conv2d
+    onset_out: Conv2d
+
+
+def build_layers(weights: Weights, future: dict[str, int] | None = None) -> Layers:
+    """The six conv layers; `future[name]` limits a layer's future time taps (default: all of them)."""
+    made = {}
+    for name in LAYERS:
+        conv: Conv = getattr(weights, name)
+        past = (conv.weight.shape[0] - 1) // 2
+        taps = past if future is None else future[name]
+        made[name] = Conv2d(conv, SHAPES[name], taps, ACTIVATIONS[name], CHUNKS.get(name, 1))
+    return Layers(**made)
+
+
+def normalise(db: np.ndarray, low: np.ndarray, high: np.ndarray, weights: Weights) -> np.ndarray:
+    """NormalizedLog's (dB − min) / (max − min) (0 where max = min) followed by the input BatchNorm, folded into
+    one affine per frame. db (…, 309); low, high broadcast against db[..., :1]."""
+    span = high - low
+    scale = np.divide(weights.input_scale, span, out=np.zeros_like(span), where=span != 0)
+    return (db - low) * scale + np.float32(weights.input_offset)
+
+
+class WindowNetwork:
+    """The windowed model exactly as the ONNX graph computes it, on whole 2 s windows."""
+
+    def __init__(self, weights: Weights) -> None:
+        self.weights = weights
+        self.layers = build_layers(weights)
+        self.index = harmonic_index()
+
+    def posteriors(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """audio (B, 43844) float32 → contour (B, 172, 264), note (B, 172, 88), onset (B, 172, 88)."""
+        w = self.weights
+        db = cqt.decibels(cqt.window_cqt_power(audio, w.cqt_kernels, w.lowpass, w.cqt_scale))
+        low = db.min(axis=(1, 2), keepdims=True)
+        high = db.max(axis=(1, 2), keepdims=True)
+        stacked = harmonic_stack(normalise(db, low, high, w), self.index)
+        layers = self.layers
+
+        def same(x: np.ndarray, layer: Conv2d) -> np.ndarray:
+            return layer(np.pad(x, ((0, 0), (layer.past, layer.future), (0, 0), (0, 0))))
+
+        contour = same(same(stacked, layers.contour), layers.contour_out)
+        note = same(same(contour, layers.note_hidden), layers.note_out)
+        onset_hidden = same(stacked, layers.onset_hidden)
+        onset = same(np.concatenate([note, onset_hidden], axis=-1), layers.onset_out)
+        return contour[..., 0], note[..., 0], onset[..., 0]
