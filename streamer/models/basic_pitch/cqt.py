@@ -58,10 +58,10 @@ class Decimator:
     """
 
     def __init__(self, taps: np.ndarray, chunk: int) -> None:
-        self.taps = np.asarray(taps, dtype=np.float32)
+        self.taps = taps  # its dtype is the dtype of the arithmetic
         self.chunk = chunk
         self.width = 2 * (chunk - 1) + len(self.taps)
-        band = np.zeros((self.width, chunk), dtype=np.float32)
+        band = np.zeros((self.width, chunk), dtype=taps.dtype)
         for j in range(chunk):
             band[2 * j : 2 * j + len(self.taps), j] = self.taps
         self.band = band
@@ -75,7 +75,7 @@ class Decimator:
         rows = -(-n_out // self.chunk)
         need = 2 * self.chunk * (rows - 1) + self.width
         if x.shape[1] < need:
-            x = np.concatenate([x, np.zeros((x.shape[0], need - x.shape[1]), np.float32)], axis=1)
+            x = np.concatenate([x, np.zeros((x.shape[0], need - x.shape[1]), x.dtype)], axis=1)
         step = 2 * self.chunk
         windows = np.lib.stride_tricks.sliding_window_view(x, self.width, axis=1)[:, : step * rows : step]
         out = np.ascontiguousarray(windows).reshape(-1, self.width) @ self.band
@@ -105,15 +105,13 @@ def truncated_kernels(kernels: np.ndarray, level: int, future: int | None, compe
     modulus = np.hypot(real, imag)
     offsets = np.arange(KERNEL_TAPS) - KERNEL_CENTRE
     keep = offsets <= (KERNEL_TAPS if future is None else future)
-    if not keep.any():
-        raise ValueError(f"CQT level {level}: look-ahead {future} leaves no kernel tap")
-    if compensate:
-        gain = modulus.sum(axis=0) / np.maximum(modulus[keep].sum(axis=0), np.finfo(np.float32).tiny)
-    else:
-        gain = np.ones(real.shape[1], dtype=np.float32)
+    kept_gain = modulus[keep].sum(axis=0)
+    if not np.all(kept_gain > 0):
+        raise ValueError(f"CQT level {level}: look-ahead {future} cuts whole kernels")
+    gain = modulus.sum(axis=0) / kept_gain if compensate else np.ones(real.shape[1], dtype=np.float32)
     matrix = np.concatenate([real * gain, imag * gain], axis=1) * keep[:, None]
     used = np.flatnonzero(np.any(matrix != 0, axis=1))
-    lo, hi = (int(used[0]), int(used[-1]) + 1) if len(used) else (KERNEL_CENTRE, KERNEL_CENTRE + 1)
+    lo, hi = int(used[0]), int(used[-1]) + 1
     return LevelKernels(first=lo - KERNEL_CENTRE, matrix=np.ascontiguousarray(matrix[lo:hi], dtype=np.float32))
 
 
@@ -143,7 +141,7 @@ def power(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 
 def decibels(p: np.ndarray) -> np.ndarray:
-    return (10.0 * np.log10(p + np.float32(POWER_FLOOR))).astype(np.float32)
+    return (10.0 * np.log10(p + p.dtype.type(POWER_FLOOR))).astype(np.float32)
 
 
 def window_cqt_power(audio: np.ndarray, kernels: np.ndarray, lowpass: np.ndarray, scale: np.ndarray) -> np.ndarray:
