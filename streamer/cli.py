@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from streamer import protocol as p
 from streamer.config import Config, load_config
-from streamer.errors import StreamerError
-from streamer.server import protocol as p
+from streamer.errors import ConfigError, StreamerError
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -54,32 +54,29 @@ def _config_from(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from streamer.server.app import create_app, load_models
+    from streamer.server.app import create_app, load_models, serve
 
     config = _config_from(args)
-    ssl_context = None
-    if config.auth.tls_cert:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_context.load_cert_chain(config.auth.tls_cert, config.auth.tls_key or None)
+    ssl_context = _tls(config)
+    if config.midi.files_dir:
+        from streamer.sinks.midi_file import probe_directory
+
+        probe_directory(config.midi.files_dir)
     # Load models before binding, so that a missing checkpoint fails here with its how-to message.
-    app = create_app(config, load_models(config))
-    scheme = "wss" if ssl_context else "ws"
-    print(
-        f"streamer: model {config.model}, listening on {scheme}://{config.server.host}:{config.server.port}/v1/stream",
-        flush=True,
-    )
-    web.run_app(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        ssl_context=ssl_context,
-        shutdown_timeout=config.server.shutdown_grace_s + 5,
-        print=None,
-        access_log=None,
-    )
+    app = create_app(config, load_models(config), owns_models=True)
+    asyncio.run(serve(config, app, ssl_context))
     return 0
+
+
+def _tls(config: Config) -> ssl.SSLContext | None:
+    if not config.auth.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.auth.tls_cert, config.auth.tls_key or None)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"auth.tls_cert / auth.tls_key: cannot load {config.auth.tls_cert}: {e}") from None
+    return context
 
 
 # ---- stream ------------------------------------------------------------------------------------------------------

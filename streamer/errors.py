@@ -71,6 +71,12 @@ class SessionTooLong(ProtocolError):
     close_code = 1000
 
 
+class NotReading(ProtocolError):
+    """The client stopped reading what the server sends (its messages pile up): the session ends."""
+
+    code = "not_reading"
+
+
 class Busy(StreamerError):
     code = "busy"
     close_code = 1013

@@ -1,67 +1,55 @@
-"""One streaming session as a pure state machine: messages and audio in → windows to run, events and replies out.
+"""One streaming session as a pure state machine: messages, audio, model results and time in; everything out.
 
-No sockets, clocks, threads or models here: the server moves bytes and runs windows on the engine, tests drive
-this class directly. Time is the client's audio clock: samples received ÷ the client's sample rate; model-rate
-sample n is at n / model_rate seconds on that same clock (the resampler is delay-compensated).
+No sockets, clocks, threads or models here. The connection feeds the inputs (`on_message`, `on_audio`,
+`on_result`, `on_tick`, `on_shutdown`, `on_disconnect`), always with `now` as data, and acts on the `Output`: jobs
+for the engine, messages for the client, committed events for the sinks, and when to close with which code. Every
+limit (text and frame rates, pace, idle and session length, frame sizes) is decided here, so tests drive a whole
+session in microseconds. Time is the client's audio clock: samples received ÷ the client's sample rate (plus
+`resume_at` for a resumed session); model-rate sample n is at n / model_rate seconds on that clock (the resampler is
+delay-compensated).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
 
+from streamer import protocol as p
 from streamer.audio.pcm import PcmDecoder
 from streamer.audio.resample import StreamResampler
-from streamer.audio.ring import Window, WindowCutter
+from streamer.config import LimitsConfig
 from streamer.errors import (
     AlreadyStarted,
-    BadMessage,
+    FrameTooLarge,
     InvalidOption,
+    ModelFailed,
     NotStarted,
+    RateLimited,
+    SessionTooLong,
+    ShuttingDown,
     StreamerError,
-    UnknownMessageType,
+    Timeout,
     UnknownModel,
     UnsupportedFormat,
 )
-from streamer.models.base import ModelSpec, WindowRequest
-from streamer.notes import WindowNote
-from streamer.server import protocol as p
-from streamer.stitch import Stitcher
+from streamer.jobs import Failed, Job, Result, Skipped
+from streamer.limits import Deadlines, FrameRate, Pace, RateLimiter
+from streamer.models.base import ModelSpec
+from streamer.windowed import PlannedWindow, WindowedTrack
 
 LAG_REPORT_INTERVAL_S = 2.0
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
 
 
 class State(enum.Enum):
     AWAITING_START = "awaiting_start"
     STREAMING = "streaming"
-    STOPPING = "stopping"
+    STOPPING = "stopping"  # `stop` received (or forced): the last jobs run, then `done`
     DONE = "done"
-
-
-@dataclass(slots=True)
-class PendingWindow:
-    """A window handed to the engine; its notes commit the stream up to `until` (model-rate samples)."""
-
-    seq: int
-    request: WindowRequest
-    until: int
-
-
-@dataclass(slots=True)
-class Output:
-    messages: list[p.ServerMessage] = field(default_factory=list)
-    windows: list[PendingWindow] = field(default_factory=list)
-    events: list[p.NoteEvent] = field(default_factory=list)  # committed now (also inside `messages`)
-    finished: bool = False  # `done` was sent: close the connection
-
-    def extend(self, other: Output) -> None:
-        self.messages += other.messages
-        self.windows += other.windows
-        self.events += other.events
-        self.finished = self.finished or other.finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,206 +57,351 @@ class SessionOptions:
     default_model: str
     hop_s: float | None = None  # server-wide override of the models' default hop
     commit_margin_s: float | None = None
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    max_pending_windows: int = 2  # outstanding jobs at which an upload's reads pause
+
+
+@dataclass(slots=True)
+class Started:
+    """What `start` set up: everything that exists only once a session has started."""
+
+    message: p.Start
+    spec: ModelSpec
+    decoder: PcmDecoder
+    resampler: StreamResampler
+    track: WindowedTrack
+    origin: float  # client-clock time of the first sample (`resume_at`)
+
+    @property
+    def midi_file(self) -> bool:
+        return self.message.midi_file
+
+
+@dataclass(slots=True)
+class Output:
+    started: Started | None = None  # set by the `start` that began the session
+    jobs: list[Job] = field(default_factory=list)
+    messages: list[p.ServerMessage] = field(default_factory=list)
+    events: list[p.NoteEvent] = field(default_factory=list)  # committed now (also inside `messages`)
+    close: int | None = None  # close the connection with this code once `messages` are sent
+
+    def extend(self, other: Output) -> Output:
+        self.started = self.started or other.started
+        self.jobs += other.jobs
+        self.messages += other.messages
+        self.events += other.events
+        self.close = self.close if self.close is not None else other.close
+        return self
 
 
 class Session:
-    def __init__(self, session_id: str, models: Mapping[str, ModelSpec], options: SessionOptions) -> None:
+    def __init__(
+        self, session_id: str, models: Mapping[str, ModelSpec], options: SessionOptions, now: float = 0.0
+    ) -> None:
         self.id = session_id
         self._models = models
         self._options = options
+        limits = options.limits
+        self._limits = limits
         self.state = State.AWAITING_START
-        self.model: ModelSpec | None = None
-        self.start_message: p.Start | None = None
+        self.started: Started | None = None
         self.client_samples = 0
         self.windows_done = 0
         self.windows_skipped = 0
+        self.windows_failed = 0
+        self._text_rate = RateLimiter(limits.max_text_messages_per_s)
+        self._frame_rate = FrameRate(limits.max_frames_per_audio_s)
+        self._pace = Pace(limits.realtime_slack_s)
+        self._deadlines = Deadlines(limits.start_timeout_s, limits.idle_timeout_s, limits.max_session_s, now)
+        self._ahead = False
         self._seq = 0
-        self._planned_until = 0  # furthest commit point of any window handed out
-        self._results: dict[int, Sequence[WindowNote] | None] = {}
-        self._pending: dict[int, PendingWindow] = {}
+        self._outstanding: dict[int, PlannedWindow] = {}
+        self._results: dict[int, Result] = {}
         self._next_apply = 0
         self._last_lag_report = -LAG_REPORT_INTERVAL_S
+        self._close_code = CLOSE_NORMAL
+        self._notes_closed = False  # every sounding note was ended (at `done`, or for the sinks at the disconnect)
 
-    # ---- properties --------------------------------------------------------------------------------------------
+    # ---- what the connection asks ------------------------------------------------------------------------------
 
     @property
     def audio_seconds(self) -> float:
-        """Audio received so far, on the client's clock."""
-        rate = self.start_message.sample_rate if self.start_message else 1
-        return self.client_samples / rate
+        """Audio received so far, on the client's clock (from the start of this session's audio)."""
+        return self.client_samples / self.started.message.sample_rate if self.started else 0.0
+
+    @property
+    def clock(self) -> float:
+        """Where the client's clock is: the end of the audio received (events are on this clock)."""
+        return (self.started.origin if self.started else 0.0) + self.audio_seconds
+
+    @property
+    def outstanding(self) -> int:
+        """Jobs handed out whose results have not come back."""
+        return len(self._outstanding)
+
+    @property
+    def throttled(self) -> bool:
+        """An upload with enough work queued: read no more audio until a result comes back."""
+        return (
+            self.state is State.STREAMING
+            and self._limits.faster_than_realtime == "throttle"
+            and self._pace.upload
+            and len(self._outstanding) >= self._options.max_pending_windows
+        )
 
     # ---- inputs ------------------------------------------------------------------------------------------------
 
-    def on_text(self, text: str | bytes) -> Output:
-        if self.state in (State.STOPPING, State.DONE):
-            return Output()  # messages after `stop` are ignored, malformed ones too: the last windows still commit
+    def on_message(self, text: str | bytes, now: float) -> Output:
+        """A text message from the client."""
+        return self._guard(lambda: self._message(text, now))
+
+    def on_audio(self, data: bytes, now: float) -> Output:
+        """A binary frame of PCM from the client."""
+        return self._guard(lambda: self._audio(data, now))
+
+    def on_result(self, seq: int, result: Result) -> Output:
+        """The engine's result for job `seq`: the model's notes, `Skipped` or `Failed`. Applied in job order."""
+        return self._guard(lambda: self._result(seq, result))
+
+    def on_tick(self, now: float) -> Output:
+        """Time passes: the deadlines for `start`, idleness and session length."""
+        return self._guard(lambda: self._tick(now))
+
+    def on_error(self, error: StreamerError) -> Output:
+        """An error the I/O layer found (a frame too large to read, a client that does not read, a bug)."""
+        return Output() if self.state is State.DONE else self._fail(error)
+
+    def on_shutdown(self) -> Output:
+        """The server is going away: commit what was heard, `done`, and close with 1001."""
+        self._close_code = CLOSE_GOING_AWAY
+        if self.state is State.AWAITING_START:
+            return self._fail(ShuttingDown("the server is shutting down; retry on another server or later"))
+        if self.state is State.STREAMING:
+            return self._stop()
+        return Output()
+
+    def on_disconnect(self) -> list[p.NoteEvent]:
+        """The connection is gone (or a fatal error ended the session): end every sounding note now, for the MIDI
+        sinks; nothing more is committed."""
+        self.state = State.DONE
+        self._outstanding.clear()
+        self._results.clear()
+        if self.started is None or self._notes_closed:
+            return []
+        self._notes_closed = True
+        return self._shift(self.started.track.close(self.audio_seconds))
+
+    # ---- internals ---------------------------------------------------------------------------------------------
+
+    def _guard(self, step: Callable[[], Output]) -> Output:
+        if self.state is State.DONE:
+            return Output()
         try:
-            message = p.decode_client(text)
-        except msgspec.ValidationError as e:
-            if "Invalid value" in str(e) and "$.type" in str(e):
-                raise UnknownMessageType(f"unknown message type: {e}") from e
-            raise BadMessage(f"invalid message: {e}") from e
-        except msgspec.DecodeError as e:
-            raise BadMessage(f"malformed JSON: {e}") from e
+            return step()
+        except StreamerError as e:
+            return self._fail(e)
+
+    def _message(self, text: str | bytes, now: float) -> Output:
+        if self.state is State.STOPPING:
+            return Output()  # after `stop` everything is ignored, so the last windows still commit
+        self._deadlines.message(now)
+        size = len(text) if isinstance(text, bytes) else _utf8_size(text, self._limits.max_text_bytes)
+        if size > self._limits.max_text_bytes:
+            raise FrameTooLarge(f"text message of {size} bytes exceeds {self._limits.max_text_bytes}")
+        if not self._text_rate.allow(now):
+            raise RateLimited(f"more than {self._limits.max_text_messages_per_s:g} text messages per second")
+        message = p.decode_client(text)
         if isinstance(message, p.Start):
-            return self._start(message)
+            return self._start(message, now)
         if self.state is State.AWAITING_START:
             raise NotStarted(f"`{message.__struct_config__.tag}` before `start`")
         if isinstance(message, p.Flush):
-            return self._flush()
+            return self._jobs(self._track.flush())
         return self._stop()
 
-    def on_audio(self, data: bytes) -> Output:
+    def _audio(self, data: bytes, now: float) -> Output:
         if self.state is State.AWAITING_START:
             raise NotStarted("binary audio before `start`")
         if self.state is not State.STREAMING:
             return Output()
-        audio = self._decoder.decode(data)
+        self._deadlines.message(now)
+        limits = self._limits
+        if len(data) > limits.max_frame_bytes:
+            raise FrameTooLarge(f"binary frame of {len(data)} bytes exceeds {limits.max_frame_bytes}")
+        started = self._started
+        audio = started.decoder.decode(data)
+        frame_s = len(audio) / started.message.sample_rate
+        if frame_s > limits.max_frame_seconds:
+            raise FrameTooLarge(
+                f"binary frame of {frame_s:.3f} s of audio exceeds {limits.max_frame_seconds:g} s; send 20–50 ms frames"
+            )
+        if not self._frame_rate.allow(self.audio_seconds + frame_s):
+            raise RateLimited(
+                f"more than {limits.max_frames_per_audio_s:g} frames per second of audio; send frames of at least "
+                f"{1000 / limits.max_frames_per_audio_s:g} ms"
+            )
         self.client_samples += len(audio)
-        return self._schedule(self._cutter.push(self._resampler.process(audio)))
-
-    def on_window_done(self, seq: int, notes: Sequence[WindowNote] | None) -> Output:
-        """Notes of a finished window, or None when the engine skipped it (lagging) or the model failed on it."""
-        if seq not in self._pending:
-            return Output()
-        self._results[seq] = notes
-        out = Output()
-        while self._next_apply in self._results:
-            window = self._pending.pop(self._next_apply)
-            result = self._results.pop(self._next_apply)
-            self._next_apply += 1
-            out.extend(self._apply(window, result))
-        if self.state is State.STOPPING and not self._pending:
-            out.extend(self._finish())
+        ahead = self._pace.on_audio(now, self.audio_seconds, frame_s)
+        if ahead and limits.faster_than_realtime == "refuse":
+            raise RateLimited(f"audio is arriving faster than real time ({self.audio_seconds:.1f} s of audio)")
+        out = self._jobs(self._track.push(started.resampler.process(audio)))
+        if self._deadlines.too_long(now, self.audio_seconds):
+            out.extend(self._too_long())
         return out
 
-    def request_stop(self) -> Output:
-        """Stop on the server's initiative (shutdown, session limit): same as a client `stop`."""
-        return self._stop() if self.state is State.STREAMING else Output()
+    def _tick(self, now: float) -> Output:
+        if self.state is State.AWAITING_START and self._deadlines.start_overdue(now):
+            raise Timeout(f"no `start` within {self._limits.start_timeout_s:g} s")
+        if self.state is not State.STREAMING:
+            return Output()
+        if self._deadlines.too_long(now, self.audio_seconds):
+            return self._too_long()
+        if self._deadlines.idle(now):
+            error = Timeout(f"no message for {self._limits.idle_timeout_s:g} s; what was heard is committed")
+            return self._error_message(error).extend(self._stop())
+        return Output()
 
-    def abort(self) -> list[p.NoteEvent]:
-        """The connection is gone: end every sounding note now (for MIDI sinks); nothing more is committed."""
-        if self.state in (State.AWAITING_START, State.DONE):
-            return []
-        self.state = State.DONE
-        self._pending.clear()
-        return self._stitcher.close(self.audio_seconds)
+    def _too_long(self) -> Output:
+        limit = self._limits.max_session_s
+        error = SessionTooLong(f"session reached the {limit:g} s limit; what was heard is committed")
+        return self._error_message(error).extend(self._stop())
 
-    # ---- internals ---------------------------------------------------------------------------------------------
-
-    def _start(self, message: p.Start) -> Output:
+    def _start(self, message: p.Start, now: float) -> Output:
         if self.state is not State.AWAITING_START:
             raise AlreadyStarted("`start` was already received for this session")
         if not p.MIN_SAMPLE_RATE <= message.sample_rate <= p.MAX_SAMPLE_RATE:
             raise UnsupportedFormat(
                 f"sample rate {message.sample_rate} Hz is outside {p.MIN_SAMPLE_RATE}–{p.MAX_SAMPLE_RATE} Hz"
             )
-        name = message.model or self._options.default_model
+        name = self._options.default_model if message.model is None else message.model
         spec = self._models.get(name)
         if spec is None:
             raise UnknownModel(f"model {name!r} is not loaded here; available: {', '.join(sorted(self._models))}")
-        hop_s = message.hop or self._options.hop_s or spec.default_hop_s
+        hop_s = message.hop if message.hop is not None else (self._options.hop_s or spec.default_hop_s)
         margin_s = spec.commit_margin_s if self._options.commit_margin_s is None else self._options.commit_margin_s
         if not spec.min_hop_s <= hop_s <= spec.window_s - margin_s:
             raise InvalidOption(
                 f"hop {hop_s} s is outside {spec.min_hop_s}–{spec.window_s - margin_s:.3f} s for model {name}"
             )
-        self._decoder = PcmDecoder(message.encoding, message.channels)
-        self._resampler = StreamResampler(message.sample_rate, spec.sample_rate)
-        self.hop = spec.hop_samples(hop_s)
-        self.margin = round(margin_s * spec.sample_rate)
-        # A silent lead makes the first window's commit region one hop long, like every other: the first notes
-        # are committed as early as later ones instead of waiting for a whole window of audio.
-        self._cutter = WindowCutter(
-            spec.window_samples, self.hop, lead=max(0, spec.window_samples - self.margin - self.hop)
-        )
-        self._stitcher = Stitcher(spec.continuation_tolerance_s)
-        self.model = spec
-        self.start_message = message
+        decoder = PcmDecoder(message.encoding, message.channels)
+        hop = spec.hop_samples(hop_s)
+        track = WindowedTrack(spec, hop, round(margin_s * spec.sample_rate))
+        resampler = StreamResampler(message.sample_rate, spec.sample_rate)
+        started = Started(message, spec, decoder, resampler, track, origin=message.resume_at)
+        self.started = started
         self.state = State.STREAMING
-        ready = p.Ready(
-            session=self.id,
-            model=spec.name,
-            sample_rate=spec.sample_rate,
-            window=spec.window_s,
-            hop=self.hop / spec.sample_rate,
-        )
-        return Output(messages=[ready])
-
-    def _flush(self) -> Output:
-        if self._cutter.total <= self._planned_until:
-            return Output()
-        return self._schedule([self._cutter.window_ending_now()], until=self._cutter.total)
+        self._deadlines.start(now)
+        ready = p.Ready(session=self.id, model=spec.name, sample_rate=spec.sample_rate, window=spec.window_s,
+                        hop=hop / spec.sample_rate)  # fmt: skip
+        return Output(started=started, messages=[ready])
 
     def _stop(self) -> Output:
-        out = self._schedule(self._cutter.push(self._resampler.finish()))
-        out.extend(self._schedule(self._cutter.tail_windows(self.margin), until=self._cutter.total))
+        started = self._started
+        out = self._jobs(started.track.finish(started.resampler.finish()))
         self.state = State.STOPPING
-        if not self._pending:
+        if not self._outstanding:
             out.extend(self._finish())
         return out
 
-    def _schedule(self, windows: Sequence[Window], until: int | None = None) -> Output:
-        """Hand windows out. A regular window commits up to `margin` before its end; with `until` (end of
-        stream, flush) the windows commit no further than it, and the last one exactly up to it."""
+    def _jobs(self, planned: list[PlannedWindow]) -> Output:
         out = Output()
-        for i, window in enumerate(windows):
-            commit_to = window.start + len(window.audio) - self.margin
-            if until is not None:
-                commit_to = until if i == len(windows) - 1 else min(commit_to, until)
-            if commit_to <= self._planned_until:
-                continue
-            self._planned_until = commit_to
-            request = WindowRequest(audio=window.audio, start=window.start, valid=window.valid)
-            pending = PendingWindow(seq=self._seq, request=request, until=commit_to)
-            self._pending[self._seq] = pending
+        live = not self._pace.upload
+        for window in planned:
+            self._outstanding[self._seq] = window
+            out.jobs.append(Job(self._seq, window.window, live))
             self._seq += 1
-            out.windows.append(pending)
         return out
 
-    def _apply(self, window: PendingWindow, notes: Sequence[WindowNote] | None) -> Output:
-        if self.state is State.DONE:
+    def _result(self, seq: int, result: Result) -> Output:
+        if seq not in self._outstanding:
             return Output()
-        rate = self.model.sample_rate  # type: ignore[union-attr]
-        if notes is None:
-            self.windows_skipped += 1
-            return self._lag_report(window)
-        self.windows_done += 1
-        events = self._stitcher.commit(window.request.start / rate, notes, window.until / rate)
-        return _events_output(events)
+        self._results[seq] = result
+        out = Output()
+        while self._next_apply in self._results:
+            planned = self._outstanding.pop(self._next_apply)
+            out.extend(self._apply(planned, self._results.pop(self._next_apply)))
+            self._next_apply += 1
+        if self.state is State.STOPPING and not self._outstanding:
+            out.extend(self._finish())
+        return out
 
-    def _lag_report(self, window: PendingWindow) -> Output:
-        now = window.request.start / self.model.sample_rate  # type: ignore[union-attr]
+    def _apply(self, planned: PlannedWindow, result: Result) -> Output:
+        if isinstance(result, Skipped):
+            self.windows_skipped += 1
+            return self._lag_report(planned)
+        if isinstance(result, Failed):
+            # The next window's region starts at the same horizon, so it covers this one's if it succeeds.
+            self.windows_failed += 1
+            return self._error_message(ModelFailed(f"the model failed on a window: {result.message}"))
+        self.windows_done += 1
+        return _events_output(self._shift(self._track.apply(planned, result)))
+
+    def _lag_report(self, planned: PlannedWindow) -> Output:
+        now = planned.window.start / self._started.spec.sample_rate
         if now - self._last_lag_report < LAG_REPORT_INTERVAL_S:
             return Output()
         self._last_lag_report = now
-        behind = max(0.0, self.audio_seconds - now)
         message = p.Lagging(
             skipped_windows=self.windows_skipped,
-            behind=round(behind, 3),
+            behind=round(max(0.0, self.audio_seconds - now), 3),
             message="the server is behind real time; queued windows were merged into newer ones",
         )
         return Output(messages=[message])
 
     def _finish(self) -> Output:
-        out = _events_output(self._stitcher.close(self.audio_seconds))
+        started = self._started
+        out = _events_output(self._shift(started.track.close(self.audio_seconds)))
+        self._notes_closed = True
         self.state = State.DONE
         out.messages.append(
             p.Done(
-                notes=self._stitcher.notes_committed,
-                duration=self.audio_seconds,
+                notes=started.track.notes_committed,
+                duration=self.clock,
                 windows=self.windows_done,
                 skipped_windows=self.windows_skipped,
+                failed_windows=self.windows_failed,
             )
         )
-        out.finished = True
+        out.close = self._close_code
         return out
+
+    def _error_message(self, error: StreamerError) -> Output:
+        return Output(messages=[error_message(error)])
+
+    def _fail(self, error: StreamerError) -> Output:
+        """A fatal error: tell the client and close; a non-fatal one is only reported."""
+        out = self._error_message(error)
+        if error.fatal:
+            self.state = State.DONE
+            out.close = error.close_code
+        return out
+
+    def _shift(self, events: list[p.NoteEvent]) -> list[p.NoteEvent]:
+        """Session-relative event times → the client's clock (a resumed session starts at `resume_at`)."""
+        origin = self._started.origin
+        if not origin:
+            return events
+        return [msgspec.structs.replace(e, time=e.time + origin) for e in events]
+
+    @property
+    def _started(self) -> Started:
+        assert self.started is not None, "only called once the session has started"
+        return self.started
+
+    @property
+    def _track(self) -> WindowedTrack:
+        return self._started.track
 
 
 def _events_output(events: list[p.NoteEvent]) -> Output:
     if not events:
         return Output()
     return Output(messages=[p.Events(events=events)], events=events)
+
+
+def _utf8_size(text: str, limit: int) -> int:
+    """UTF-8 size of a text message, without encoding one already over the limit in characters."""
+    return len(text) if len(text) > limit else len(text.encode("utf-8", "surrogatepass"))
 
 
 def error_message(error: StreamerError) -> p.Error:

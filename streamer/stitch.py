@@ -4,7 +4,8 @@ Window k (start s, length W) is trusted on its commit region [h, s + W − margi
 committed before it (the horizon). Regions tile the stream, so every onset and offset is decided once: no
 duplicates, nothing lost at boundaries. A note sounding at the horizon continues if the new window also sees it
 sounding there; otherwise it ends at the horizon. Committed events are final, in time order, and every note_on
-gets one note_off (at `close` at the latest). See docs/stitching.md.
+gets one note_off (at `close` at the latest). Pedals (window notes with a `control`) are stitched the same way and
+committed as `control` events, pressed (127) then released (0). See docs/stitching.md.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streamer.notes import Note, NoteKey, WindowNote
-from streamer.server.protocol import NoteEvent, NoteOff, NoteOn
+from streamer.protocol import Control, NoteEvent, NoteOff, NoteOn
 
 NS_PER_S = 1_000_000_000
 FAR_FUTURE = 1 << 62
 
 
+PRESSED = 127
+RELEASED = 0
+
+
 @dataclass(slots=True)
 class _Sounding:
-    event: NoteOn
+    event: NoteOn | Control
     seen_as: WindowNote | None  # the current window's view of this note, once matched
 
 
@@ -111,8 +116,12 @@ class Stitcher:
         last = self._last_onset.get(key)
         return last is not None and self.tolerance > 0 and abs(onset - last) <= self.tolerance
 
-    def _begin(self, note: WindowNote, t: int) -> NoteOn:
+    def _begin(self, note: WindowNote, t: int) -> NoteOn | Control:
         self._last_onset[note.key] = t
+        if note.control is not None:
+            pedal = Control(time=t / NS_PER_S, control=note.control, value=PRESSED)
+            self._sounding[note.key] = _Sounding(pedal, seen_as=note)
+            return pedal
         event = NoteOn(
             id=self._next_id,
             time=t / NS_PER_S,
@@ -125,10 +134,13 @@ class Stitcher:
         self._sounding[note.key] = _Sounding(event, seen_as=note)
         return event
 
-    def _end(self, key: NoteKey, t: int) -> NoteOff:
+    def _end(self, key: NoteKey, t: int) -> NoteOff | Control:
         sounding = self._sounding.pop(key)
+        time = max(t / NS_PER_S, sounding.event.time)
+        if isinstance(sounding.event, Control):
+            return Control(time=time, control=sounding.event.control, value=RELEASED)
         self.notes_committed += 1
-        return NoteOff(id=sounding.event.id, time=max(t / NS_PER_S, sounding.event.time))
+        return NoteOff(id=sounding.event.id, time=time)
 
 
 def _ns(seconds: float) -> int:
@@ -145,15 +157,29 @@ def _span(start: int, note: WindowNote) -> tuple[int, int]:
 
 
 def events_to_notes(events: Sequence[NoteEvent]) -> list[Note]:
-    """Pair note_on/note_off events into complete notes (unclosed notes are left out)."""
+    """Pair note_on/note_off events into complete notes (unclosed notes and control events are left out)."""
     opened: dict[int, NoteOn] = {}
     notes: list[Note] = []
     for event in events:
         if isinstance(event, NoteOn):
             opened[event.id] = event
-        else:
+        elif isinstance(event, NoteOff):
             on = opened.pop(event.id, None)
             if on is not None:
                 notes.append(Note(on.time, event.time, on.pitch, on.velocity, on.program, on.is_drum))
     notes.sort(key=lambda n: (n.onset, n.pitch, n.program))
     return notes
+
+
+def events_to_pedals(events: Sequence[NoteEvent]) -> list[Note]:
+    """Pair pressed/released control events into intervals, as `Note`s with `control` set and pitch 0."""
+    pressed: dict[int, Control] = {}
+    pedals: list[Note] = []
+    for event in events:
+        if not isinstance(event, Control):
+            continue
+        if event.value >= PRESSED // 2:
+            pressed.setdefault(event.control, event)
+        elif (down := pressed.pop(event.control, None)) is not None:
+            pedals.append(Note(down.time, event.time, 0, down.value, control=event.control))
+    return sorted(pedals, key=lambda n: (n.onset, n.control or 0))

@@ -6,30 +6,30 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from streamer.config import Config, load_config
 from streamer.models.base import Model
-from streamer.server.app import HUB, create_app
-from streamer.server.hub import Hub
+from streamer.server.app import STATE, create_app
+from streamer.server.state import ServerState
 from streamer.sinks.factory import SessionSinks
 
 
 class LiveServer:
-    """A running server: `url` is its WebSocket endpoint, `hub` its state (engines, connections, metrics)."""
+    """A running server: `url` is its WebSocket endpoint, `state` its state (engines, connections, metrics)."""
 
-    def __init__(self, runner: web.AppRunner, port: int) -> None:
-        self.runner = runner
-        self.port = port
-        self.base = f"http://127.0.0.1:{port}"
-        self.url = f"ws://127.0.0.1:{port}/v1/stream"
+    def __init__(self, server: TestServer) -> None:
+        self.server = server
+        self.port = server.port
+        self.base = f"http://127.0.0.1:{server.port}"
+        self.url = f"ws://127.0.0.1:{server.port}/v1/stream"
 
     @property
-    def hub(self) -> Hub:
-        return self.runner.app[HUB]
+    def state(self) -> ServerState:
+        return self.server.app[STATE]
 
     async def stop(self) -> None:
-        await self.runner.cleanup()
+        await self.server.close()
 
 
 ServeFn = Callable[..., Awaitable[LiveServer]]
@@ -43,9 +43,9 @@ def basic_pitch_model() -> Model:
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[ServeFn]:
-    """Start servers on free loopback ports: `await serve(models, overrides=..., sinks=...)`."""
-    servers: list[LiveServer] = []
+async def serve(aiohttp_server) -> AsyncIterator[ServeFn]:  # type: ignore[no-untyped-def]
+    """Start servers on free loopback ports: `await serve(models, overrides=..., sinks=...)` (pytest-aiohttp's
+    server fixture runs them and shuts them down after the test)."""
 
     async def start(
         models: Mapping[str, Model],
@@ -54,16 +54,7 @@ async def serve() -> AsyncIterator[ServeFn]:
         config: Config | None = None,
     ) -> LiveServer:
         cfg = config or load_config(overrides=overrides)
-        app = create_app(cfg, models, sinks)
-        runner = web.AppRunner(app, shutdown_timeout=cfg.server.shutdown_grace_s + 2)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        server = LiveServer(runner, port)
-        servers.append(server)
-        return server
+        server = await aiohttp_server(create_app(cfg, models, sinks), host="127.0.0.1")
+        return LiveServer(server)
 
     yield start
-    for server in servers:
-        await server.stop()

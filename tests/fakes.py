@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from streamer.models.base import Model, ModelSpec, WindowRequest
+from streamer.audio.windows import Window
+from streamer.models.base import Model, ModelSpec
 from streamer.notes import Note, WindowNote
 from tests.windowing import perfect_view
 
@@ -33,7 +35,7 @@ class OracleModel(Model):
         self.fail_on: set[int] = set()  # window starts whose batch raises
         self.lock = threading.Lock()
 
-    def transcribe_windows(self, batch: Sequence[WindowRequest]) -> list[list[WindowNote]]:
+    def transcribe_windows(self, batch: Sequence[Window], states: Sequence[Any]) -> list[list[WindowNote]]:
         with self.lock:
             self.batches.append([req.start for req in batch])
         if self.delay_s:

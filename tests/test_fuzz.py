@@ -1,9 +1,10 @@
 """Protocol fuzzing (Hypothesis): random message sequences and random bytes never break a session or the server.
 
 (a) The pure `Session` state machine gets random text (valid and invalid JSON, random `start` fields), random
-binary frames (odd sizes, NaN/Inf floats), flush and stop, and random window results (notes, or None for a skipped
-window) delivered in random order. Only `StreamerError`s may escape, and the committed events keep every guarantee:
-nothing retracted or repeated, times never going backwards, every note_on closed by `stop` or `abort`.
+binary frames (odd sizes, NaN/Inf/huge floats), flush and stop, random ticks of time, and random window results
+(notes, skipped or failed) delivered in random order. Nothing escapes: errors come out as coded `error` messages
+with a close code, and the committed events keep every guarantee: nothing retracted or repeated, times never going
+backwards, every note_on closed by `stop` or the disconnect.
 (b) A live server on loopback gets random bytes and text: it answers with coded errors and close codes, stays up,
 and a healthy session afterwards still gets every note.
 """
@@ -27,11 +28,11 @@ from aiohttp import web
 from hypothesis import HealthCheck, event, given, settings
 
 from streamer.config import load_config
-from streamer.errors import StreamerError
+from streamer import protocol as p
+from streamer.jobs import Failed, Job, Skipped
 from streamer.notes import WindowNote
-from streamer.server import protocol as p
-from streamer.server.app import HUB, create_app
-from streamer.session import Output, PendingWindow, Session, SessionOptions, State
+from streamer.server.app import STATE, create_app
+from streamer.session import Output, Session, SessionOptions, State
 from tests.fakes import SPEC, OracleModel
 from tests.server.test_protocol import TRUTH, assert_healthy, healthy_session, recv_until_close
 from tests.windowing import assert_event_invariants
@@ -115,11 +116,11 @@ def audio_frames(draw: st.DrawFn) -> bytes:
     return b""
 
 
-def window_notes(draw: st.DrawFn, window: PendingWindow) -> list[WindowNote]:
+def window_notes(draw: st.DrawFn, job: Job) -> list[WindowNote]:
     """What some model (good or bad) might report for a window: notes with seen or unseen edges, onsets often
-    near the window's commit region (which ends at `window.until`)."""
+    near the window's commit region (which ends `margin` before the window's end)."""
     length_s = SPEC.window_s
-    region_end = (window.until - window.request.start) / SPEC.sample_rate
+    region_end = length_s - SPEC.commit_margin_s
     near_region = st.floats(max(0.0, region_end - 1.0), max(0.0, region_end), allow_nan=False)
     notes = []
     for _ in range(draw(st.integers(0, 6))):
@@ -146,32 +147,42 @@ class Harness:
     """Drives one Session like the server does and checks every event as it is committed."""
 
     def __init__(self) -> None:
-        self.session = Session("fuzz", MODELS, SessionOptions(default_model=SPEC.name))
-        self.pending: list[PendingWindow] = []
+        self.session = Session("fuzz", MODELS, SessionOptions(default_model=SPEC.name), now=0.0)
+        self.pending: list[Job] = []
         self.events: list[p.NoteEvent] = []
         self.done: list[p.Done] = []
-        self.failed = False
+        self.errors: list[p.Error] = []
+        self.closed: int | None = None
+        self.now = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return any(e.fatal for e in self.errors)
 
     def take(self, out: Output) -> None:
-        assert not self.done or out == Output(), f"output after done: {out}"
-        self.pending += out.windows
+        assert self.closed is None or out == Output(), f"output after the close: {out}"
+        self.pending += out.jobs
         in_messages = [e for m in out.messages if isinstance(m, p.Events) for e in m.events]
         assert in_messages == out.events, "events in messages and in Output.events differ"
         self.events += out.events
         self.done += [m for m in out.messages if isinstance(m, p.Done)]
-        if out.finished:
-            assert len(self.done) == 1 and self.session.state is State.DONE
+        self.errors += [m for m in out.messages if isinstance(m, p.Error)]
+        for error in self.errors:
+            assert error.code != "internal_error" and error.message
+        if out.close is not None:
+            self.closed = out.close
+            assert self.session.state is State.DONE
+            assert len(self.done) == 1 or (self.errors and self.errors[-1].fatal)
         for message in out.messages:
             p.decode_server(p.encode(message))  # everything sent must be valid protocol
 
-    def call(self, fn: Any, *args: Any) -> None:
-        """Call a session input; a StreamerError ends the session as the server would (fatal error, abort)."""
-        try:
-            self.take(fn(*args))
-        except StreamerError as e:
-            assert e.code != "internal_error" and e.message
-            self.failed = True
-            self.events += self.session.abort()
+    def text(self, text: str | bytes) -> None:
+        self.now += 0.01
+        self.take(self.session.on_message(text, self.now))
+
+    def audio(self, data: bytes) -> None:
+        self.now += 0.01
+        self.take(self.session.on_audio(data, self.now))
 
 
 def good_audio(draw: st.DrawFn, start: p.Start) -> bytes:
@@ -192,52 +203,56 @@ def test_session_state_machine_survives_random_input(data: st.DataObject) -> Non
     # random rate: a session that errors out at once says little about the stitching of what came before.
     chaos = 0.0 if draw(st.booleans()) else draw(st.sampled_from([0.05, 0.2, 0.6]))
     if chaos < 0.6 or draw(st.booleans()):
-        h.call(h.session.on_text, valid_start(draw))
+        h.text(valid_start(draw))
     for _ in range(draw(st.integers(10, 80))):
-        if h.failed or h.done:
+        if h.closed is not None:
             break
         if draw(st.floats(0, 1)) < chaos:
-            action = draw(st.sampled_from(["start", "text", "audio", "stop"]))
+            action = draw(st.sampled_from(["start", "text", "audio", "stop", "tick"]))
             if action == "start":
-                h.call(h.session.on_text, draw(start_messages()))
+                h.text(draw(start_messages()))
             elif action == "text":
-                h.call(h.session.on_text, draw(text_messages))
+                h.text(draw(text_messages))
             elif action == "audio":
-                h.call(h.session.on_audio, draw(audio_frames()))
+                h.audio(draw(audio_frames()))
+            elif action == "tick":
+                h.now += draw(st.floats(0, 40))
+                h.take(h.session.on_tick(h.now))
             else:
-                h.call(h.session.on_text, '{"type": "stop"}')
+                h.text('{"type": "stop"}')
             continue
         action = draw(st.sampled_from(["audio", "audio", "audio", "flush", "result", "result", "result", "result"]))
-        start = h.session.start_message
-        if action == "audio" and start is not None:
-            h.call(h.session.on_audio, good_audio(draw, start))
-        elif action == "flush" and start is not None:
-            h.call(h.session.on_text, '{"type": "flush"}')
-        elif action == "result" and h.pending:  # one window's result, in any order; None: skipped by the engine
-            window = h.pending.pop(draw(st.integers(0, len(h.pending) - 1)))
-            notes = None if draw(st.integers(0, 4)) == 0 else window_notes(draw, window)
-            h.call(h.session.on_window_done, window.seq, notes)
+        started = h.session.started
+        if action == "audio" and started is not None:
+            h.audio(good_audio(draw, started.message))
+        elif action == "flush" and started is not None:
+            h.text('{"type": "flush"}')
+        elif action == "result" and h.pending:  # one job's result, in any order: notes, skipped or failed
+            job = h.pending.pop(draw(st.integers(0, len(h.pending) - 1)))
+            kind = draw(st.integers(0, 9))
+            result = Skipped() if kind == 0 else Failed("boom") if kind == 1 else window_notes(draw, job)
+            h.take(h.session.on_result(job.seq, result))
             if draw(st.integers(0, 9)) == 0:  # a stale or repeated result is ignored
-                h.call(h.session.on_window_done, window.seq, [])
+                h.take(h.session.on_result(job.seq, []))
     ended_by_stop = False
-    if not h.failed and not h.done and h.session.state is not State.AWAITING_START and draw(st.integers(0, 3)):
-        h.call(h.session.on_text, '{"type": "stop"}')  # the client stops: every remaining window is delivered
-        while h.pending and not h.failed:
-            window = h.pending.pop(draw(st.integers(0, len(h.pending) - 1)))
-            h.call(h.session.on_window_done, window.seq, window_notes(draw, window))
-        ended_by_stop = not h.failed
+    if h.closed is None and h.session.state is State.STREAMING and draw(st.integers(0, 3)):
+        h.text('{"type": "stop"}')  # the client stops: every remaining job is delivered
+        while h.pending and h.closed is None:
+            job = h.pending.pop(draw(st.integers(0, len(h.pending) - 1)))
+            h.take(h.session.on_result(job.seq, window_notes(draw, job)))
+        ended_by_stop = h.closed is not None and bool(h.done)
     if not h.done:
-        h.events += h.session.abort()  # the connection ends
-    assert h.session.abort() == []  # aborting twice adds nothing
+        h.events += h.session.on_disconnect()  # the connection ends
+    assert h.session.on_disconnect() == []  # twice adds nothing
 
-    ending = "stop" if ended_by_stop else "error" if h.failed else "abort"
+    ending = "stop" if ended_by_stop else "error" if h.failed else "disconnect"
     event(f"ended: {ending}, events: {'none' if not h.events else '<10' if len(h.events) < 10 else '10+'}")
     assert_event_invariants(h.events)  # no repeats, times in order, every note_on closed
     if ended_by_stop:
         assert len(h.done) == 1 and h.done[0].notes == len(h.events) // 2
         assert h.done[0].duration == h.session.audio_seconds
-    if h.session.start_message is not None and h.events:
-        rate = h.session.start_message.sample_rate
+    if h.session.started is not None and h.events:
+        rate = h.session.started.message.sample_rate
         # Nothing is committed past the audio received (model-rate rounding: one model sample).
         assert h.events[-1].time <= h.session.audio_seconds + 1 / SPEC.sample_rate + 1 / rate
 
@@ -282,7 +297,7 @@ class ThreadServer:
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = site.port
 
     @property
     def url(self) -> str:
@@ -353,7 +368,7 @@ def test_live_server_answers_random_input_with_coded_errors(
 def test_live_server_healthy_after_fuzzing(thread_server: ThreadServer) -> None:
     assert_healthy(asyncio.run(healthy_session(thread_server.url)))
     assert thread_server.runner is not None
-    assert not thread_server.runner.app[HUB].connections, "every fuzzed session was released"
+    assert not thread_server.runner.app[STATE].connections, "every fuzzed session was released"
     with urllib.request.urlopen(f"http://127.0.0.1:{thread_server.port}/metrics", timeout=5) as r:
         tasks = [line for line in r.read().decode().splitlines() if line.startswith("streamer_asyncio_tasks ")]
     # Idle: the metrics request's own handler and aiohttp's few server tasks, nothing left over from the sessions.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from streamer.notes import Note, WindowNote
-from streamer.server.protocol import NoteEvent, NoteOff, NoteOn
+from streamer.protocol import Control, NoteEvent, NoteOff, NoteOn
 
 
 def perfect_view(truth: Sequence[Note], start: float, length: float) -> list[WindowNote]:
@@ -23,20 +23,30 @@ def perfect_view(truth: Sequence[Note], start: float, length: float) -> list[Win
                 velocity=n.velocity,
                 program=n.program,
                 is_drum=n.is_drum,
+                control=n.control,
             )
         )
     return seen
 
 
 def assert_event_invariants(events: Sequence[NoteEvent]) -> None:
-    """Times never go backwards; ids are unique; every note_on has exactly one later note_off."""
+    """Times never go backwards; ids are unique; every note_on has exactly one later note_off; every pedal
+    pressed is released once, and never pressed twice in a row."""
     last = float("-inf")
     open_ids: dict[int, float] = {}
     closed: set[int] = set()
+    pressed: set[int] = set()
     for e in events:
         assert e.time >= last, f"time went backwards at {e}"
         last = e.time
-        if isinstance(e, NoteOn):
+        if isinstance(e, Control):
+            if e.value:
+                assert e.control not in pressed, f"pedal pressed twice: {e}"
+                pressed.add(e.control)
+            else:
+                assert e.control in pressed, f"pedal released without being pressed: {e}"
+                pressed.discard(e.control)
+        elif isinstance(e, NoteOn):
             assert e.id not in open_ids and e.id not in closed, f"duplicate id {e.id}"
             open_ids[e.id] = e.time
         else:
@@ -45,6 +55,7 @@ def assert_event_invariants(events: Sequence[NoteEvent]) -> None:
             assert e.time >= open_ids.pop(e.id)
             closed.add(e.id)
     assert not open_ids, f"note_on without note_off: {sorted(open_ids)}"
+    assert not pressed, f"pedals never released: {sorted(pressed)}"
 
 
 ONSET_TOLERANCE = 0.05

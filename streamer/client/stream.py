@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import websockets
 
+from streamer import protocol as p
 from streamer.client.audio_file import encode_pcm
-from streamer.server import protocol as p
 
 DEFAULT_URL = "ws://127.0.0.1:8765/v1/stream"
 FRAME_SECONDS = 0.02

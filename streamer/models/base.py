@@ -9,7 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from streamer.audio.windows import Window
 from streamer.notes import WindowNote
+
+DEFAULT_MAX_BATCH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,37 +51,48 @@ class ModelSpec:
         return quanta * self.hop_quantum
 
 
-@dataclass(slots=True)
-class WindowRequest:
-    """One window of model-rate audio from one session.
+class WindowRequest(Window):
+    """One window of model-rate audio from one session, as a model receives it.
 
-    `start` is the index of the window's first sample on the session's model-rate clock (so its time in seconds is
-    start / sample_rate); samples from `valid` on are zero padding (end of stream). `stream` is the session's
-    per-stream model state from `Model.new_stream()` (None for stateless models).
+    `start` is the index of the window's first sample on the session's model-rate clock (its time in seconds is
+    start / sample_rate); samples from `valid` on are zero padding (end of stream). `audio` is assembled on first
+    read (on the engine's thread) from the session's audio pieces; tests may give it directly.
     """
 
-    audio: np.ndarray
-    start: int
-    valid: int
-    stream: Any = None
+    __slots__ = ()
+
+    def __init__(self, audio: np.ndarray, start: int, valid: int) -> None:
+        super().__init__(start, len(audio), valid, ((start, np.asarray(audio, dtype=np.float32)),), origin=0)
 
 
 class Model(ABC):
     """A transcription model. All methods except `spec` run on the engine's worker thread, never on the event loop.
 
     The engine guarantees: at most one window per stream in a batch, and each stream's windows arrive in order of
-    `start` (some may be skipped when a stream lags).
+    `start` (some may be skipped when a stream lags). Per-stream state (MR-MT3's memory of earlier windows) is
+    created by `new_stream`, owned by the engine's stream handle, and passed beside each window; a model may
+    update it in place, and nothing else touches it.
     """
 
     spec: ModelSpec
+    # Windows per call when the configuration does not say (`[engine] max_batch = 0`).
+    max_batch: int = DEFAULT_MAX_BATCH
+    # When a batch fails, the engine runs each window alone so that only the bad one fails: safe for models whose
+    # per-stream state changes only when a window succeeds.
+    retry_alone: bool = True
 
     def new_stream(self) -> Any:
-        """Per-session state a model carries between windows (MR-MT3's memory); None when stateless."""
+        """Per-session state a model carries between windows; None when stateless."""
         return None
 
     @abstractmethod
-    def transcribe_windows(self, batch: Sequence[WindowRequest]) -> list[list[WindowNote]]:
-        """Run the model on a batch of windows and turn each window's outputs into notes (window-relative)."""
+    def transcribe_windows(self, batch: Sequence[Window], states: Sequence[Any]) -> list[list[WindowNote]]:
+        """Run the model on a batch of windows (`states[i]` is window i's stream state) and turn each window's
+        outputs into notes, window-relative."""
+
+    def run_batch(self, payloads: Sequence[Any], states: Sequence[Any]) -> list[Any]:
+        """What the engine calls: one result per payload."""
+        return self.transcribe_windows(payloads, states)
 
     def close(self) -> None:  # noqa: B027 - optional hook, most models hold nothing to release
         """Release resources (sessions, device memory)."""

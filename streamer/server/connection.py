@@ -1,10 +1,14 @@
-"""One WebSocket connection: moves bytes between the socket, the pure `Session`, the engine and the sinks."""
+"""One WebSocket connection: moves bytes between the socket, the pure `Session`, the engine and the sinks.
+
+Every decision (limits, pace, errors, when to close) is the session's; this class reads, feeds the session with
+the time, and acts on its `Output`. Slow work (opening MIDI ports, building and writing MIDI files) runs in threads.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -13,46 +17,22 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from streamer.errors import FrameTooLarge, ModelFailed, RateLimited, SessionTooLong, StreamerError, Timeout
-from streamer.notes import WindowNote
-from streamer.server import protocol as p
-from streamer.session import Output, PendingWindow, Session, State, error_message
+from streamer import protocol as p
+from streamer.errors import FrameTooLarge, NotReading, StreamerError
+from streamer.jobs import Result
+from streamer.session import Output, Session, Started
 from streamer.sinks.base import EventSink
-from streamer.sinks.midi_file import MidiFileSink
+from streamer.sinks.midi_file import MidiFileSink, finish_files
 
 if TYPE_CHECKING:
-    from streamer.server.hub import Hub
+    from streamer.engine import StreamHandle
+    from streamer.server.state import ServerState
 
 log = logging.getLogger(__name__)
 
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-REALTIME_PACE_TOLERANCE = 1.2
+TICK_S = 0.5  # how often a quiet session's deadlines are checked, and a throttled one's socket
 WS_MESSAGE_TOO_BIG = 1009
-FRAME_BURST = 100
-
-
-class RateLimiter:
-    """Token bucket: `rate` messages per second on average, bursts of up to one second's worth."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.tokens = rate
-        self.last: float | None = None
-
-    def allow(self, now: float) -> bool:
-        if self.last is not None:
-            self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
-def text_bytes(text: str, limit: int) -> int:
-    """UTF-8 size of a text message (the limit is in bytes), without encoding one already over it in characters."""
-    return len(text) if len(text) > limit else len(text.encode("utf-8", "surrogatepass"))
+CLOSE_INTERNAL_ERROR = 1011
 
 
 class SessionLog(logging.LoggerAdapter):
@@ -63,228 +43,179 @@ class SessionLog(logging.LoggerAdapter):
 
 
 class Connection:
-    def __init__(self, hub: Hub, ws: web.WebSocketResponse, remote: str) -> None:
-        self.hub = hub
+    def __init__(self, state: ServerState, ws: web.WebSocketResponse, request: web.Request, remote: str) -> None:
+        self.state = state
         self.ws = ws
+        self.request = request
         self.remote = remote
         self.id = uuid.uuid4().hex[:12]
-        self.session = Session(self.id, hub.specs, hub.session_options)
+        self.session = Session(self.id, state.specs, state.session_options, now=time.monotonic())
         self.log = SessionLog(log, {"session": self.id})
         self.sinks: list[EventSink] = []
-        self._session_file: MidiFileSink | None = None  # the MIDI file returned in `done` when asked for
-        self._engine = None
-        self._stream: int | None = None
-        self._model_state: object = None
+        self._files: list[MidiFileSink] = []  # closed before `done` is sent, so the client hears of failures
+        self._session_file: MidiFileSink | None = None
+        self._stream: StreamHandle | None = None
         self._outbox: asyncio.Queue[p.ServerMessage | None] = asyncio.Queue()
-        self._capacity = asyncio.Event()
-        self._finished = asyncio.Event()
-        self._started_at = time.monotonic()
-        self._first_audio_at: float | None = None
-        self._longest_frame_s = 0.0
-        self._close_code = CLOSE_NORMAL
-        self._text_rate = RateLimiter(hub.config.limits.max_text_messages_per_s)
-        self._frames = 0
-
-    # ---- main loop ---------------------------------------------------------------------------------------------
+        self._wake = asyncio.Event()  # a result came back, or the server is shutting down
+        self._opening: asyncio.Task[None] | None = None  # the session's MIDI sinks being opened
+        self._close_code: int | None = None
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write_loop())
         try:
             await self._read_loop()
-        except StreamerError as e:
-            await self._fail(e)
-        except Exception as e:  # never let one session's bug take down the server
+        except (ConnectionError, asyncio.CancelledError):
+            self._close_code = self._close_code or 1000  # the peer vanished: a normal end for us
+        except Exception:  # never let one session's bug take down the server
             self.log.exception("session failed")
-            await self._fail(StreamerError(f"internal error: {type(e).__name__}"))
+            self._act(self.session.on_error(StreamerError("internal error")))
+            self._close_code = CLOSE_INTERNAL_ERROR
         finally:
-            self._release()
+            await self._release()
             self._outbox.put_nowait(None)
+            timeout = self.state.config.limits.close_timeout_s
             with contextlib.suppress(Exception):
-                await writer
+                await asyncio.wait_for(writer, timeout)
             if not self.ws.closed:
-                await self.ws.close(code=self._close_code)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.ws.close(code=self._close_code or 1000), timeout)
+
+    def shutdown(self) -> None:
+        """Server shutdown: commit what was heard, send `done`, close with 1001."""
+        self._act(self.session.on_shutdown())
+        self._wake.set()
 
     async def _read_loop(self) -> None:
-        limits = self.hub.config.limits
-        while not self._finished.is_set():
+        session = self.session
+        while self._close_code is None:
+            if session.throttled:
+                await self._wait_for_room()
+                continue
             try:
-                msg = await self.ws.receive(timeout=limits.idle_timeout_s)
+                msg = await self.ws.receive(timeout=TICK_S)
             except TimeoutError:
-                raise Timeout(f"no message for {limits.idle_timeout_s:g} s; closing idle session") from None
-            if msg.type == WSMsgType.TEXT:
-                if not self._text_rate.allow(time.monotonic()):
-                    raise RateLimited(f"more than {limits.max_text_messages_per_s:g} text messages per second")
-                size = text_bytes(msg.data, limits.max_text_bytes)
-                if size > limits.max_text_bytes:
-                    raise FrameTooLarge(f"text message of {size} bytes exceeds {limits.max_text_bytes}")
-                out = self.session.on_text(msg.data)
-                if self.session.state is not State.AWAITING_START and self._engine is None:
-                    self._attach_engine()
-                self._emit(out)
-            elif msg.type == WSMsgType.BINARY:
-                if len(msg.data) > limits.max_frame_bytes:
-                    raise FrameTooLarge(f"binary frame of {len(msg.data)} bytes exceeds {limits.max_frame_bytes}")
-                if self._first_audio_at is None:
-                    self._first_audio_at = time.monotonic()
-                self._frames += 1
-                if self._frames > FRAME_BURST + limits.max_frames_per_audio_s * self.session.audio_seconds:
-                    raise RateLimited(
-                        f"more than {limits.max_frames_per_audio_s:g} frames per second of audio; send frames of "
-                        f"at least {1000 / limits.max_frames_per_audio_s:g} ms"
-                    )
-                before = self.session.audio_seconds
-                self._emit(self.session.on_audio(msg.data))
-                self._longest_frame_s = max(self._longest_frame_s, self.session.audio_seconds - before)
-                self._check_length()
-                await self._throttle()
+                self._act(session.on_tick(time.monotonic()))
+                continue
+            now = time.monotonic()
+            if msg.type == WSMsgType.BINARY:
+                before = session.audio_seconds
+                self._act(session.on_audio(msg.data, now))
+                self.state.metrics.audio_seconds.inc(max(0.0, session.audio_seconds - before))
+            elif msg.type == WSMsgType.TEXT:
+                self._act(session.on_message(msg.data, now))
+                if self._opening is not None:  # `start`: no audio is read before the session's sinks are open
+                    await self._opening
             elif msg.type == WSMsgType.ERROR:
                 error = self.ws.exception()
-                if getattr(error, "code", None) == WS_MESSAGE_TOO_BIG:
-                    raise FrameTooLarge(f"message exceeds the {limits.max_frame_bytes}-byte limit")
-                raise StreamerError(f"websocket error: {error}")
+                if getattr(error, "code", None) != WS_MESSAGE_TOO_BIG:
+                    raise ConnectionResetError(str(error))
+                limit = self.state.config.limits.max_frame_bytes
+                self._act(session.on_error(FrameTooLarge(f"message exceeds the {limit}-byte limit")))
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 return
-        await self._drain_outbox()
 
-    async def shutdown(self, grace_s: float) -> None:
-        """Server shutdown: commit what was heard, send `done`, and close with 1001."""
-        self._close_code = CLOSE_GOING_AWAY
-        if self.session.state is State.STREAMING:
-            self._emit(self.session.request_stop())
-        if self.session.state is State.AWAITING_START:
-            self._finished.set()
+    async def _wait_for_room(self) -> None:
+        """An upload waits here for the model (TCP backpressure), watching its socket and the deadlines."""
+        self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._finished.wait(), grace_s)
-        await self._drain_outbox()
-        if not self.ws.closed:
-            await self.ws.close(code=CLOSE_GOING_AWAY, message=b"server shutting down")
+            await asyncio.wait_for(self._wake.wait(), TICK_S)
+        transport = self.request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("client went away while throttled")
+        self._act(self.session.on_tick(time.monotonic()))
 
-    # ---- plumbing ----------------------------------------------------------------------------------------------
-
-    def _attach_engine(self) -> None:
-        spec = self.session.model
-        assert spec is not None
-        self._engine = self.hub.engines[spec.name]
-        self._stream = self._engine.open_stream()
-        self._model_state = self._engine.model.new_stream()
-        self.sinks = self.hub.open_sinks(self.id)
-        start = self.session.start_message
-        if start is not None and start.midi_file:
-            self._session_file = MidiFileSink(self.id)
-            self.sinks.append(self._session_file)
-        self.log.info("session started: model=%s start=%s from %s", spec.name, self.session.start_message, self.remote)
-
-    def _emit(self, out: Output) -> None:
+    def _act(self, out: Output) -> None:
+        if out.started is not None:
+            self._attach(out.started)
         if out.events:
             self._send_to_sinks(out.events)
+        limit = self.state.config.limits.max_outbox_messages
         for message in out.messages:
-            if isinstance(message, p.Done) and self._session_file is not None:
-                message.midi = self._session_midi()
-            self._outbox.put_nowait(message)
-        for window in out.windows:
-            self._submit(window)
-        if out.finished:
-            self._finished.set()
-
-    def _session_midi(self) -> str:
-        assert self._session_file is not None
-        self._session_file.close()
-        return base64.b64encode(self._session_file.to_bytes()).decode("ascii")
-
-    def _submit(self, window: PendingWindow) -> None:
-        assert self._engine is not None and self._stream is not None
-        window.request.stream = self._model_state
-        seq = window.seq
-
-        def done(notes: Sequence[WindowNote] | None, error: BaseException | None) -> None:
-            self._capacity.set()
-            if self.session.state is State.DONE:
+            if isinstance(message, p.Error):
+                self.state.count_error(message.code)
+                self.log.warning("error %s: %s", message.code, message.message)
+            if self._outbox.qsize() >= limit:
+                self._client_not_reading(limit)
                 return
-            if error is not None:
-                self.hub.count_error("model_failed")
-                self._outbox.put_nowait(error_message(ModelFailed(f"the model failed on a window: {error}")))
-            try:
-                self._emit(self.session.on_window_done(seq, notes))
-            except Exception:
-                self.log.exception("applying a window failed")
+            self._outbox.put_nowait(message)
+        for job in out.jobs:
+            assert self._stream is not None
+            self._stream.submit(job.payload, functools.partial(self._on_result, job.seq), live=job.live)
+        if out.close is not None and self._close_code is None:
+            self._close_code = out.close
 
-        self._engine.submit(self._stream, window.request, done, coalesce=not self._ahead_of_real_time())
+    def _on_result(self, seq: int, result: Result) -> None:
+        self._wake.set()
+        self._act(self.session.on_result(seq, result))
 
-    def _ahead_of_real_time(self) -> bool:
-        """A live source cannot send audio before it was played: its audio clock stays within one frame (plus
-        jitter) of the wall clock since its first frame. Anything further ahead is a file sent faster than real time."""
-        if self._first_audio_at is None:
-            return False
-        wall = time.monotonic() - self._first_audio_at
-        slack = self.hub.config.limits.realtime_slack_s + self._longest_frame_s
-        return self.session.audio_seconds > REALTIME_PACE_TOLERANCE * wall + slack
+    def _client_not_reading(self, limit: int) -> None:
+        error = NotReading(f"more than {limit} messages wait for this client, which is not reading")
+        self.log.warning("error %s: %s", error.code, error.message)
+        self.state.count_error(error.code)
+        self._close_code = error.close_code
+        self.session.on_error(error)
 
-    async def _throttle(self) -> None:
-        """A client sending faster than real time waits here until the engine has room (TCP backpressure)."""
-        if self._engine is None or self._stream is None or not self._ahead_of_real_time():
-            return
-        policy = self.hub.config.limits.faster_than_realtime
-        if policy == "refuse":
-            raise RateLimited(
-                f"audio is arriving faster than real time ({self.session.audio_seconds:.1f} s of audio in "
-                f"{time.monotonic() - (self._first_audio_at or 0):.1f} s)"
-            )
-        if policy != "throttle":
-            return
-        while self._engine.pending(self._stream) >= self._engine.max_pending:
-            self._capacity.clear()
-            await self._capacity.wait()
+    def _attach(self, started: Started) -> None:
+        self._stream = self.state.engines[started.spec.name].open_stream()
+        if started.midi_file:
+            self._session_file = MidiFileSink(self.id)
+            self._files.append(self._session_file)
+        self.log.info("session started: model=%s start=%s from %s", started.spec.name, started.message, self.remote)
+        self._opening = asyncio.get_running_loop().create_task(self._open_sinks())
 
-    def _check_length(self) -> None:
-        limit = self.hub.config.limits.max_session_s
-        if self.session.audio_seconds > limit or time.monotonic() - self._started_at > limit:
-            self._emit(self.session.request_stop())
-            raise SessionTooLong(f"session reached the {limit:g} s limit; what was heard is committed")
+    async def _open_sinks(self) -> None:
+        opened = await asyncio.to_thread(self.state.open_sinks, self.id)
+        self._files += [s for s in opened if isinstance(s, MidiFileSink)]
+        self.sinks += [s for s in opened if not isinstance(s, MidiFileSink)]
 
     def _send_to_sinks(self, events: Sequence[p.NoteEvent]) -> None:
-        for sink in self.sinks:
+        for sink in [*self.sinks, *self._files]:
             try:
                 sink.send(events)
             except Exception:
                 self.log.exception("sink %s failed", type(sink).__name__)
 
     async def _write_loop(self) -> None:
-        while True:
-            message = await self._outbox.get()
-            if message is None:
-                return
+        while (message := await self._outbox.get()) is not None:
+            if isinstance(message, p.Done):
+                await self._finish_files(message)
             if self.ws.closed:
                 continue
             try:
                 await self.ws.send_str(p.encode(message))
             except (ConnectionError, RuntimeError):
-                continue
-            if isinstance(message, p.Done):
-                await self.ws.close(code=self._close_code)
+                return
 
-    async def _drain_outbox(self) -> None:
-        while not self._outbox.empty() and not self.ws.closed:
-            await asyncio.sleep(0.001)
+    async def _finish_files(self, done: p.Done) -> None:
+        """Build (and keep, with `[midi] files_dir`) the session's MIDI files before `done` goes out."""
+        files, self._files = self._files, []
+        errors = await asyncio.to_thread(finish_files, files, self.session.clock)
+        for error in errors:
+            self.state.metrics.midi_file_errors.inc()
+            self.log.error("session MIDI file: %s", error)
+        if errors:
+            done.midi_error = "; ".join(errors)
+        if self._session_file is not None and self._session_file.data is not None:
+            done.midi = self._session_file.base64()
 
-    async def _fail(self, error: StreamerError) -> None:
-        self.log.warning("session error %s: %s", error.code, error.message)
-        self.hub.count_error(error.code)
-        self._outbox.put_nowait(error_message(error))
-        if isinstance(error, SessionTooLong):
-            # The stop was already requested: let the last windows commit before closing.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._finished.wait(), self.hub.config.server.shutdown_grace_s)
-        self._close_code = error.close_code
-        await self._drain_outbox()
-
-    def _release(self) -> None:
+    async def _release(self) -> None:
         """Connection over (normally or not): end sounding notes on the sinks, free the engine stream."""
-        self._send_to_sinks(self.session.abort())
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except Exception:
-                self.log.exception("closing sink %s failed", type(sink).__name__)
-        if self._engine is not None and self._stream is not None:
-            self._engine.close_stream(self._stream)
-        self.hub.forget(self)
+        if self._stream is not None:
+            self._stream.close()
+        if self._opening is not None:
+            with contextlib.suppress(Exception):
+                await self._opening
+        self._send_to_sinks(self.session.on_disconnect())
+        sinks, self.sinks = self.sinks, []
+        files, self._files = self._files, []
+        await asyncio.to_thread(_close_all, [*sinks, *files], self.log)
+        self.state.forget(self)
+
+
+def _close_all(sinks: Sequence[EventSink], logger: logging.LoggerAdapter) -> None:
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception:
+            logger.exception("closing sink %s failed", type(sink).__name__)
+

@@ -7,6 +7,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class Metrics:
@@ -45,12 +46,21 @@ class Metrics:
         )
         self.errors = Counter("streamer_errors", "Errors sent to clients, by code", ["code"], registry=r)
         self.audio_seconds = Counter("streamer_audio_seconds", "Seconds of audio received", registry=r)
+        self.loop_lag = Histogram(
+            "streamer_event_loop_lag_seconds",
+            "How late the event loop wakes a 0.25 s sleeper (work on the loop delays every session)",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.midi_file_errors = Counter(
+            "streamer_midi_file_errors", "Session MIDI files that could not be written", registry=r
+        )
         # Leak watch (benchmarks/soak.py): tasks alive on the server's event loop; should return to its idle value
         # once sessions end.
         self.tasks = Gauge("streamer_asyncio_tasks", "Tasks alive on the server's event loop", registry=r)
 
-    def engine_observer(self, model: str, window_seconds: float) -> EngineObserver:
-        return EngineObserver(self, model, window_seconds)
+    def engine_observer(self, model: str, audio_seconds: float) -> EngineObserver:
+        return EngineObserver(self, model, audio_seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -59,16 +69,16 @@ class Metrics:
 class EngineObserver:
     """What an engine reports after each batch; called on the engine's thread (prometheus-client is thread-safe)."""
 
-    def __init__(self, metrics: Metrics, model: str, window_seconds: float) -> None:
+    def __init__(self, metrics: Metrics, model: str, audio_seconds: float) -> None:
         self.metrics = metrics
         self.model = model
-        self.window_seconds = window_seconds
+        self.audio_seconds = audio_seconds  # audio one job carries (a window, or a streaming model's block)
 
     def on_batch(self, size: int, seconds: float, latencies: list[float]) -> None:
         m = self.metrics
         m.batch_size.labels(self.model).observe(size)
         m.model_time.labels(self.model).observe(seconds)
-        m.rtf.labels(self.model).set(seconds / (size * self.window_seconds))
+        m.rtf.labels(self.model).set(seconds / (size * self.audio_seconds))
         for latency in latencies:
             m.window_latency.labels(self.model).observe(latency)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from streamer.server.protocol import NoteEvent
+from streamer.protocol import NoteEvent
 
 
 class EventSink(Protocol):

@@ -7,6 +7,7 @@ within half a tick (about 0.26 ms) however long the session.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import mido
 
+from streamer.errors import ConfigError
 from streamer.notes import DRUM_CHANNEL, Note
-from streamer.server.protocol import NoteEvent, NoteOff, NoteOn
+from streamer.protocol import NoteEvent, NoteOff, NoteOn
 from streamer.sinks.midi_render import MidiRenderer
 
 TICKS_PER_BEAT = 960
@@ -121,33 +123,59 @@ def midi_bytes(midi: mido.MidiFile) -> bytes:
 class MidiFileSink:
     """An `EventSink` that records a session and, on close, keeps it as `<directory>/<session id>.mid`.
 
-    `directory` None keeps nothing on disk; `to_bytes()` after `close()` returns the file either way (the
-    server sends it to the client at `stop`).
+    `directory` None keeps nothing on disk; `data` after `close()` holds the file either way (the server sends it
+    to the client in `done`). A file that cannot be written raises OSError from `close()` and leaves nothing
+    behind (no partial file).
     """
 
     def __init__(self, session_id: str, directory: str | os.PathLike[str] | None = None) -> None:
         self.session_id = session_id
         self._directory = Path(directory) if directory else None
         self._builder = MidiFileBuilder()
-        self._data: bytes | None = None
+        self.data: bytes | None = None
         self.path: Path | None = None
 
     def send(self, events: Sequence[NoteEvent]) -> None:
-        if self._data is None:
+        if self.data is None:
             self._builder.add(events)
 
     def close(self, end_time: float | None = None) -> None:
         """Finish the file; notes still sounding end at `end_time` (session length), else the last event."""
-        if self._data is not None:
+        if self.data is not None:
             return
-        self._data = midi_bytes(self._builder.finish(end_time))
+        self.data = midi_bytes(self._builder.finish(end_time))
         if self._directory is not None:
-            self.path = _write_atomically(self._directory / _file_name(self.session_id), self._data)
+            self.path = _write_atomically(self._directory / _file_name(self.session_id), self.data)
 
     def to_bytes(self) -> bytes:
-        if self._data is None:
+        if self.data is None:
             raise RuntimeError("MidiFileSink.to_bytes() before close()")
-        return self._data
+        return self.data
+
+    def base64(self) -> str:
+        return base64.b64encode(self.to_bytes()).decode("ascii")
+
+
+def finish_files(files: Sequence[MidiFileSink], end_time: float) -> list[str]:
+    """Close every file sink of a session; returns what went wrong, one line per file that failed."""
+    errors = []
+    for sink in files:
+        try:
+            sink.close(end_time)
+        except OSError as e:
+            errors.append(f"cannot write {sink.session_id}{MIDI_FILE_SUFFIX}: {e.strerror or e}")
+    return errors
+
+
+def probe_directory(directory: str | os.PathLike[str]) -> None:
+    """Start-up check that session files can be kept in `directory`: created if missing, and writable."""
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path / ".streamer-probe", b"")
+        (path / ".streamer-probe").unlink()
+    except OSError as e:
+        raise ConfigError(f"[midi] files_dir {str(path)!r} is not writable: {e.strerror or e}") from e
 
 
 def _file_name(session_id: str) -> str:
@@ -156,11 +184,15 @@ def _file_name(session_id: str) -> str:
 
 
 def _write_atomically(path: Path, data: bytes) -> Path:
-    # Whoever watches the folder (a DAW, a sync tool) never sees half a file.
+    # Whoever watches the folder (a DAW, a sync tool) never sees half a file, and a failed write leaves nothing.
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(path)
+    try:
+        partial.write_bytes(data)
+        partial.replace(path)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
     return path
 
 

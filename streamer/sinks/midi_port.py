@@ -20,7 +20,7 @@ import mido
 import rtmidi
 
 from streamer.errors import ConfigError
-from streamer.server.protocol import NoteEvent
+from streamer.protocol import NoteEvent
 from streamer.sinks.midi_render import ChannelState, MidiRenderer
 
 BACKENDS: dict[str, int] = {

@@ -1,8 +1,9 @@
 """Committed note events → MIDI channel messages: the pure core under the live port and the MIDI file.
 
 The discipline a DAW expects: one channel per instrument with a program change before its first note, drums
-on channel 10, each key sounding at most once per channel, every note-on matched by a note-off, and at the end
-note-offs for what still sounds, then All Notes Off on the channels that were used. No I/O, no clock: events
+on channel 10, each key sounding at most once per channel, every note-on matched by a note-off, pedals (control
+changes) on the session's piano channel, and at the end note-offs for what still sounds, pedals released, then All
+Notes Off on the channels that were used. No I/O, no clock: events
 in, `mido.Message`s out, in the order they must be played.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 import mido
 
 from streamer.notes import DRUM_CHANNEL
-from streamer.server.protocol import NoteEvent, NoteOn
+from streamer.protocol import Control, NoteEvent, NoteOn
 
 MELODIC_CHANNELS = tuple(ch for ch in range(16) if ch != DRUM_CHANNEL)
 ALL_NOTES_OFF = 123  # controller number (MIDI 1.0 channel mode message)
@@ -93,6 +94,7 @@ class MidiRenderer:
         self._state = state if state is not None else ChannelState()
         self._owner = owner
         self._keys: dict[int, Key] = {}  # event id → key of this session's notes still sounding
+        self._held: dict[tuple[int, int], int] = {}  # (channel, control) → value, for pedals still pressed
         self.closed = False
 
     def render(self, events: Iterable[NoteEvent]) -> list[mido.Message]:
@@ -102,9 +104,23 @@ class MidiRenderer:
         for event in events:
             if isinstance(event, NoteOn):
                 self._note_on(event, out)
+            elif isinstance(event, Control):
+                self._control(event, out)
             else:
                 self._note_off(event.id, out)
         return out
+
+    def _control(self, event: Control, out: list[mido.Message]) -> None:
+        # Pedals belong to the piano: the channel this session plays program 0 on.
+        channel, program_change = self._state.acquire(self._owner, 0, False)
+        if program_change:
+            out.append(mido.Message("program_change", channel=channel, program=0))
+        value = min(max(event.value, 0), 127)
+        if value:
+            self._held[(channel, event.control)] = value
+        else:
+            self._held.pop((channel, event.control), None)
+        out.append(mido.Message("control_change", channel=channel, control=event.control, value=value))
 
     def _note_on(self, event: NoteOn, out: list[mido.Message]) -> None:
         if event.id in self._keys:
@@ -137,6 +153,9 @@ class MidiRenderer:
         out: list[mido.Message] = []
         for event_id in list(self._keys):
             self._note_off(event_id, out)
+        for channel, control in list(self._held):
+            out.append(mido.Message("control_change", channel=channel, control=control, value=0))
+        self._held.clear()
         self.closed = True
         for channel in self._state.release(self._owner):
             if all_notes_off:

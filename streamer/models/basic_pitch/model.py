@@ -5,13 +5,16 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import numpy as np
 import onnxruntime as ort
 
+from streamer.audio.windows import Window
+from streamer.config import convert_options
 from streamer.errors import CheckpointError
-from streamer.models.base import Model, ModelSpec, WindowRequest
+from streamer.models.base import Model, ModelSpec
 from streamer.models.basic_pitch.posteriors import NoteRules, window_notes
 from streamer.notes import WindowNote
 
@@ -77,7 +80,7 @@ class BasicPitch(Model):
         frames, onsets = self._session.run([FRAMES_OUTPUT, ONSETS_OUTPUT], {INPUT_NAME: audio[:, :, None]})
         return frames, onsets
 
-    def transcribe_windows(self, batch: Sequence[WindowRequest]) -> list[list[WindowNote]]:
+    def transcribe_windows(self, batch: Sequence[Window], states: Sequence[Any]) -> list[list[WindowNote]]:
         if not batch:
             return []
         audio = np.stack([req.audio for req in batch]).astype(np.float32, copy=False)
@@ -85,12 +88,27 @@ class BasicPitch(Model):
         return [window_notes(frames[i], onsets[i], FRAME_SECONDS, self.rules) for i in range(len(batch))]
 
 
+Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+class BasicPitchOptions(msgspec.Struct, forbid_unknown_fields=True):
+    """The `[model]` table of configs/basic-pitch.toml (docs/models.md); unknown keys are a config_error."""
+
+    onset_threshold: Probability = 0.5
+    frame_threshold: Probability = 0.3
+    minimum_note_length_ms: Annotated[float, msgspec.Meta(ge=0.0)] = 127.70
+    melodia_trick: bool = True
+    infer_onsets: bool = True
+    threads: Annotated[int, msgspec.Meta(ge=0)] = 0  # onnxruntime intra-op threads; 0: its default
+
+
 def build_model(options: dict[str, Any]) -> BasicPitch:
+    parsed: BasicPitchOptions = convert_options(options, BasicPitchOptions, "[model] options for basic-pitch")
     rules = NoteRules(
-        onset_threshold=float(options.get("onset_threshold", 0.5)),
-        frame_threshold=float(options.get("frame_threshold", 0.3)),
-        min_note_frames=round(float(options.get("minimum_note_length_ms", 127.70)) / MS_PER_S / FRAME_SECONDS),
-        infer_onsets=bool(options.get("infer_onsets", True)),
-        melodia_trick=bool(options.get("melodia_trick", True)),
+        onset_threshold=parsed.onset_threshold,
+        frame_threshold=parsed.frame_threshold,
+        min_note_frames=round(parsed.minimum_note_length_ms / MS_PER_S / FRAME_SECONDS),
+        infer_onsets=parsed.infer_onsets,
+        melodia_trick=parsed.melodia_trick,
     )
-    return BasicPitch(rules, threads=int(options.get("threads", 0)))
+    return BasicPitch(rules, threads=parsed.threads)

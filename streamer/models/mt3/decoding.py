@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from streamer.models.device_io import to_host
 from streamer.models.mt3.spec import MAX_DECODE_TOKENS
 from streamer.models.mt3.t5 import MT3Transformer, attend
 from streamer.models.mt3.vocab import DECODER_START_ID, EOS_ID
-from streamer.models.transfer import to_host
 
 INITIAL_CACHE_TOKENS = 128  # most windows need a few hundred tokens; the cache doubles when it fills
 

@@ -13,13 +13,16 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from streamer.audio.windows import Window
 from streamer.errors import CheckpointError, ConfigError
 from streamer.models import catalogue
-from streamer.models.base import Model, WindowRequest
+from streamer.models.base import Model
+from streamer.models.device_io import to_device
 from streamer.models.mt3.checkpoints import infer_config, load_weights, read_state_dict, unwrap_state_dict
 from streamer.models.mt3.codec import decode_window
 from streamer.models.mt3.decoding import DecodeOptions, greedy_decode
@@ -33,7 +36,6 @@ from streamer.models.mt3.spec import (
 )
 from streamer.models.mt3.t5 import POSITIONAL_FORMULAS, MT3Transformer
 from streamer.models.mt3.vocab import EOS_ID, MT3, PAD_ID, EventType
-from streamer.models.transfer import to_device
 from streamer.notes import WindowNote
 
 MODEL_NAMES = ("mt3-pytorch", "mr-mt3")
@@ -155,36 +157,37 @@ class MT3Model(Model):
     def new_stream(self) -> TokenHistory | None:
         return TokenHistory() if self.uses_memory else None
 
-    def transcribe_windows(self, batch: Sequence[WindowRequest]) -> list[list[WindowNote]]:
+    def transcribe_windows(self, batch: Sequence[Window], states: Sequence[Any]) -> list[list[WindowNote]]:
         results: list[list[WindowNote]] = []
         for first in range(0, len(batch), self.max_batch):
-            results.extend(self._transcribe(batch[first : first + self.max_batch]))
+            chunk = slice(first, first + self.max_batch)
+            results.extend(self._transcribe(batch[chunk], states[chunk]))
         return results
 
     @torch.inference_mode()
-    def _transcribe(self, batch: Sequence[WindowRequest]) -> list[list[WindowNote]]:
+    def _transcribe(self, batch: Sequence[Window], states: Sequence[Any]) -> list[list[WindowNote]]:
         audio = to_device(np.stack([_window_audio(r.audio) for r in batch]), self.device)
         features = zero_padding_frames(self.frontend(audio), [r.valid for r in batch])
         encoded = self._encode(features.to(self.dtype))
+        histories = [state if isinstance(state, TokenHistory) else None for state in states]
         if self.uses_memory:
-            rows = [self._memory_for(request) for request in batch]
+            rows = [self._memory_for(request, history) for request, history in zip(batch, histories, strict=True)]
             memory = self.network.encode_memory(to_device(np.asarray(rows, dtype=np.int64), self.device))
             encoded = torch.cat([encoded, memory], dim=1)
         token_rows = greedy_decode(self.network, encoded, self.decode_options)
         results = []
-        for request, tokens in zip(batch, token_rows, strict=True):
+        for request, history, tokens in zip(batch, histories, token_rows, strict=True):
             notes, report = decode_window(tokens, request.start, WINDOW_SAMPLES, SAMPLE_RATE, MT3)
             self.invalid_tokens += report.invalid
-            if self.uses_memory and isinstance(request.stream, TokenHistory):
-                request.stream.remember(request.start + WINDOW_SAMPLES, tokens)
+            if self.uses_memory and history is not None:
+                history.remember(request.start + WINDOW_SAMPLES, tokens)
             results.append(notes)
         return results
 
     def _encode(self, features: torch.Tensor) -> torch.Tensor:
         return (self._compiled_encode or self.network.encode)(features)
 
-    def _memory_for(self, request: WindowRequest) -> list[int]:
-        history = request.stream if isinstance(request.stream, TokenHistory) else None
+    def _memory_for(self, request: Window, history: TokenHistory | None) -> list[int]:
         previous = history.ending_at(request.start) if history is not None else None
         return memory_row(previous, self.options.memory_start_token)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from streamer.models.transfer import to_device, to_host
+from streamer.models.device_io import to_device, to_host
 
 
 def test_round_trip_is_exact() -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from streamer.audio.ring import WindowCutter
+from streamer.audio.windows import WindowCutter
 
 
 def expected(start: int, window: int, total: int) -> np.ndarray:
