@@ -165,6 +165,18 @@ class NoteTracker:
             interim = self._undecided()
         return Decisions(self._take_events(), onset_horizon, offset_horizon, interim)
 
+    @property
+    def frames(self) -> int:
+        """Final frames consumed so far."""
+        return self._n
+
+    @property
+    def held_frames(self) -> int:
+        """The most frames any per-stream buffer holds (posteriors, a note's recent frames above the threshold):
+        bounded whatever the stream's length."""
+        notes = (*self._sounding.values(), *self._pending)
+        return max(len(self._history), *(len(n.above) for n in notes), 0)
+
     def finish(self) -> Decisions:
         """End of stream: undecided candidates and segments are dropped (they did not last long enough), every
         sounding note ends after its last frame above, and both horizons move to the end."""
