@@ -48,15 +48,13 @@ class FrameHistory:
             raise IndexError(f"frames [{lo}, {hi}) not held (holding [{self.start}, {self.end}))")
         return self._data[self._offset + lo - self.start : self._offset + hi - self.start, pitch]
 
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        """Posteriors of frames [lo, hi) (a view)."""
+        if lo < self.start or hi > self.end:
+            raise IndexError(f"frames [{lo}, {hi}) not held (holding [{self.start}, {self.end}))")
+        return self._data[self._offset + lo - self.start : self._offset + hi - self.start]
+
     def row(self, frame: int) -> np.ndarray:
         if not self.start <= frame < self.end:
             raise IndexError(f"frame {frame} not held (holding [{self.start}, {self.end}))")
         return self._data[self._offset + frame - self.start]
-
-    def copy(self) -> FrameHistory:
-        other = FrameHistory.__new__(FrameHistory)
-        other._data = self._data[self._offset : self._offset + len(self)].copy()
-        other._offset = 0
-        other.start = self.start
-        other.end = self.end
-        return other

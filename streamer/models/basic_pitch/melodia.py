@@ -67,8 +67,3 @@ class MelodiaSegments:
 
     def clear(self) -> None:
         self._segments.clear()
-
-    def copy(self) -> MelodiaSegments:
-        other = MelodiaSegments(self._min_note_frames, self._tolerance)
-        other._segments = {p: Segment(s.pitch, s.start, s.last_above, s.peak) for p, s in self._segments.items()}
-        return other

@@ -37,6 +37,9 @@ to run forwards in time with a bounded look-ahead:
   note blocks its neighbours until its end is decided (offline only up to its end); dropped segments clear nothing.
 - Velocity: offline, 127 × the mean frame posterior over the whole note, unknown at onset time. Online, 127 × the
   mean over the frames from the onset to the commit frame (at least the onset frame and the next one).
+- Interim notes: the undecided candidates, and the candidates that the provisional tail reveals (same onset rule,
+  on a copy of the onset state), velocities over every frame seen from the onset. They are not checked against the
+  other rules; every call replaces them, and only the final frames' decisions count.
 
 Decisions are final. Each NoteStart gets exactly one later NoteEnd at its pitch, at a later frame; a pitch has at
 most one sounding note. After each call no later NoteStart has a frame before `onset_horizon`, nor a NoteEnd before
@@ -347,28 +350,20 @@ class NoteTracker:
         )
 
     def _interim(self, note: np.ndarray, onset: np.ndarray) -> list[NoteStart]:
-        """What a copy of this tracker would have started, or still has undecided, if the provisional frames
-        were final."""
-        shadow = self._copy()
-        shadow._consume(note, onset)
-        started = [e for e in shadow._events if isinstance(e[3], NoteStart)]
-        return sorted([e[3] for e in started] + shadow._undecided(), key=lambda n: (n.frame, n.pitch))
-
-    def _copy(self) -> NoteTracker:
-        other = NoteTracker.__new__(NoteTracker)
-        other.config = self.config
-        other.lag_frames = self.lag_frames
-        other._peaks = self._peaks.copy()
-        other._history = self._history.copy()
-        other._segments = self._segments.copy() if self._segments is not None else None
-        other._n = self._n
-        other._pending = [_Note(c.start, c.pitch, c.last_above, list(c.above)) for c in self._pending]
-        other._sounding = {p: _Note(n.start, n.pitch, n.last_above, list(n.above)) for p, n in self._sounding.items()}
-        other._cover = list(self._cover)
-        other._previous_above = self._previous_above
-        other._events = []
-        other._finished = False
-        return other
+        """Undecided candidates, and the candidates the provisional frames reveal, with velocities over every frame
+        seen from their onset. A best guess, not the rules in full: running them over the tail on a copy of the
+        tracker at every call would cost about twice the tracker itself."""
+        tail_t, tail_p = self._peaks.copy().push(note, onset)
+        starts = [(c.start, c.pitch) for c in self._pending] + list(zip(tail_t.tolist(), tail_p.tolist(), strict=True))
+        if not starts:
+            return []
+        first = min(t for t, _ in starts)
+        seen = np.concatenate((self._history.rows(first, self._n), note))
+        interim = []
+        for t, pitch in sorted(starts):
+            amplitude = float(seen[t - first :, pitch].sum()) / (len(seen) - t + first)
+            interim.append(NoteStart(t, pitch + MIDI_OFFSET, min(127, max(1, round(127 * amplitude)))))
+        return interim
 
 
 def _latest_first(candidate: _Note) -> tuple[int, int]:

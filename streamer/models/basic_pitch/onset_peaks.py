@@ -64,15 +64,11 @@ class OnsetPeaks:
         np.maximum(rise, 0, out=rise)
         if self._n < N_DIFF:  # upstream zeroes the first two frames' rises
             rise[: N_DIFF - self._n] = 0
-        # Per-frame cumulative maxima in plain floats: blocks are a few frames, numpy calls cost more than the loop.
-        scales = []
-        max_onset, max_rise = self._max_onset, self._max_rise
-        for top_onset, top_rise in zip(onset.max(axis=1).tolist(), rise.max(axis=1).tolist(), strict=True):
-            max_onset = max(max_onset, top_onset)
-            max_rise = max(max_rise, top_rise)
-            scales.append(max_onset / max_rise if max_rise > 0 else 0.0)
-        self._max_onset, self._max_rise = max_onset, max_rise
-        return np.maximum(onset, rise * np.asarray(scales, dtype=rise.dtype)[:, None])
+        top_onset = np.maximum.accumulate(np.maximum(onset.max(axis=1), self._max_onset))
+        top_rise = np.maximum.accumulate(np.maximum(rise.max(axis=1), self._max_rise))
+        self._max_onset, self._max_rise = float(top_onset[-1]), float(top_rise[-1])
+        scale = np.divide(top_onset, top_rise, out=np.zeros_like(top_onset), where=top_rise > 0)
+        return np.maximum(onset, rise * scale[:, None])
 
     def copy(self) -> OnsetPeaks:
         other = OnsetPeaks.__new__(OnsetPeaks)
