@@ -62,6 +62,11 @@ class MelodiaSegments:
                 self._segments.pop(pitch, None)
         return confirmed
 
+    def discard(self, pitch: int) -> None:
+        """A note starts at `pitch`: a segment begun there before it must not bridge it (offline it would, and
+        make two overlapping notes at one pitch)."""
+        self._segments.pop(pitch, None)
+
     def earliest_start(self) -> int | None:
         return min((s.start for s in self._segments.values()), default=None)
 

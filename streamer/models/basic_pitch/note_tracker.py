@@ -34,7 +34,9 @@ to run forwards in time with a bounded look-ahead:
   grown first; online a frame is judged one frame late (once every candidate that could cover it is known), the
   first segment to reach the minimum length wins its neighbours, and ties in one frame go to the strongest. Also
   unlike offline: an undecided candidate blocks its neighbourhood until it is decided even if it is then dropped; a
-  note blocks its neighbours until its end is decided (offline only up to its end); dropped segments clear nothing.
+  note blocks its neighbours until its end is decided (offline only up to its end); dropped segments clear nothing;
+  and a segment begun at a pitch before a note starts there is forgotten (offline it can bridge the note and
+  overlap it at the same pitch).
 - Velocity: offline, 127 × the mean frame posterior over the whole note, unknown at onset time. Online, 127 × the
   mean over the frames from the onset to the commit frame (at least the onset frame and the next one).
 - Interim notes: the undecided candidates, and the candidates that the provisional tail reveals (same onset rule,
@@ -255,6 +257,8 @@ class NoteTracker:
                 self._end(note, self._last_above_before(note, start) + 1)
         # A note committed earlier at this pitch started before `start` (a later one would have dropped this one).
         assert pitch not in self._sounding, "two sounding notes at one pitch"
+        if self._segments is not None:
+            self._segments.discard(pitch)
         self._emit(start, _START, NoteStart(start, pitch + MIDI_OFFSET, self._velocity(pitch, start, f + 1)))
         self._sounding[pitch] = candidate  # the candidate's cover becomes the note's
 

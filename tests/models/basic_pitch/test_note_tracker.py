@@ -73,15 +73,19 @@ def when(calls: Sequence[tuple[int, Decisions]], event: NoteStart | NoteEnd) -> 
 
 
 def notes(calls: Sequence[tuple[int, Decisions]]) -> list[tuple[int, int, int, int]]:
-    """(start, end, MIDI pitch, velocity) of every note, pairing each start with its pitch's next end."""
+    """(start, end, MIDI pitch, velocity) of every note, pairing each start with its pitch's next end; a pitch's
+    notes must not overlap."""
     sounding: dict[int, NoteStart] = {}
+    last_end: dict[int, int] = {}
     found = []
     for e in events(calls):
         if isinstance(e, NoteStart):
             assert e.pitch not in sounding, f"{e}: pitch already sounding"
+            assert e.frame >= last_end.get(e.pitch, 0), f"{e}: starts before the pitch's previous note ended"
             sounding[e.pitch] = e
         else:
             start = sounding.pop(e.pitch)
+            last_end[e.pitch] = e.frame
             found.append((start.frame, e.frame, e.pitch, start.velocity))
     assert not sounding, f"never ended: {sounding}"
     return sorted(found)
@@ -167,6 +171,21 @@ def test_melodia_leaves_the_neighbourhood_of_onset_notes_alone() -> None:
     # Energy next to a sounding note (leakage into the neighbouring bin) makes no note.
     note, onset = draw(100, [Sketch(40, 20, 40), Sketch(41, 22, 35, level=0.5, onset=0)])
     assert spans(run(note, onset, TrackerConfig(confirm_frames=2, infer_onsets=False))) == [(20, 60, 61)]
+
+
+def test_melodia_does_not_bridge_a_note_at_its_own_pitch() -> None:
+    # Energy at frame 2, a short onset note at 4 (cut at 5 by a neighbour, itself cut at 6), energy again from 8:
+    # the segment begun at 2 must not become a note overlapping the one at 4.
+    sketches = [
+        Sketch(40, 2, 1, level=0.5, onset=0),
+        Sketch(40, 4, 2),
+        Sketch(41, 5, 2),
+        Sketch(42, 6, 2),
+        Sketch(40, 8, 23, level=0.6, onset=0),
+    ]
+    note, onset = draw(60, sketches)
+    calls = run(note, onset, TrackerConfig(confirm_frames=0, infer_onsets=False))
+    assert spans(calls) == [(4, 5, 61), (5, 6, 62), (6, 8, 63), (8, 31, 61)]
 
 
 def test_inferred_onsets_come_from_a_rise_of_the_frame_posterior() -> None:
