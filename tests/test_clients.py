@@ -9,7 +9,7 @@ from pathlib import Path
 import mido
 import soundfile as sf
 
-from streamer.audio.synth import render
+from streamer.audio.test_signals import render
 from streamer.notes import Note
 from tests.fakes import SPEC, OracleModel
 

@@ -6,7 +6,7 @@ import typing
 from pathlib import Path
 
 from streamer import errors
-from streamer.server import protocol as p
+from streamer import protocol as p
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
 

@@ -9,7 +9,7 @@ import mido
 import pytest
 import soundfile as sf
 
-from streamer.audio.synth import melody, render
+from streamer.audio.test_signals import melody, render
 from streamer.client.stream import stream_audio
 from streamer.models.base import Model
 from streamer.offline import transcribe_array

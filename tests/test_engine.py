@@ -100,7 +100,7 @@ async def test_round_robin_and_one_window_per_stateful_stream_per_batch() -> Non
     assert model.batches[0].count(0) == 4
     flood_starts = [s for b in model.batches for s in b if s != 0]
     assert flood_starts == sorted(flood_starts)
-    assert all(len(b) <= 4 and len(b) == len(set(b)) or b.count(0) <= 4 for b in model.batches)
+    assert all((len(b) <= 4 and len(b) == len(set(b))) or b.count(0) <= 4 for b in model.batches)
     assert flood.state == sorted(flood.state) and len(flood.state) == 20
 
 

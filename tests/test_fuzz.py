@@ -27,8 +27,8 @@ import websockets
 from aiohttp import web
 from hypothesis import HealthCheck, event, given, settings
 
-from streamer.config import load_config
 from streamer import protocol as p
+from streamer.config import load_config
 from streamer.jobs import Failed, Job, Skipped
 from streamer.notes import WindowNote
 from streamer.server.app import STATE, create_app

@@ -8,7 +8,7 @@ import hypothesis.strategies as st
 from hypothesis import given, settings
 
 from streamer.notes import Note, WindowNote
-from streamer.server.protocol import NoteOff, NoteOn
+from streamer.protocol import NoteOff, NoteOn
 from streamer.stitch import Stitcher, events_to_notes
 from tests.windowing import assert_event_invariants, perfect_view
 

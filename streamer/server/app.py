@@ -1,7 +1,8 @@
 """The aiohttp application: routes, start-up, and a shutdown that never outlives its grace period.
 
 Routes: `/v1/stream` (the WebSocket protocol), `/healthz` (liveness), `/readyz` (readiness: 503 while draining or
-full), `/v1/models`, `/metrics` (both behind the token when one is set), and the browser demo at `/`.
+full), `/v1/models` (what the demo needs before a session), `/metrics` (behind the token when one is set: it
+reveals usage), and the browser demo at `/`.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ async def _checks(request: web.Request, handler: Any) -> web.StreamResponse:
     refusal = check_host(request, config.server)
     if refusal is not None and request.path != "/v1/stream":  # the stream answers with a protocol error instead
         raise web.HTTPForbidden(text=refusal.message)
-    if request.path in ("/metrics", "/v1/models") and (refusal := check_token(request, config.auth)) is not None:
+    if request.path == "/metrics" and (refusal := check_token(request, config.auth)) is not None:
         raise web.HTTPUnauthorized(text=refusal.message, headers={"WWW-Authenticate": "Bearer"})
     try:
         return await handler(request)
@@ -133,7 +134,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
         return ws
     connection = Connection(state, ws, request, remote)
     state.register(connection)
-    await connection.run()
+    # aiohttp may cancel a handler whose client vanished; the session must still end properly (sinks closed, engine
+    # stream released, the connection forgotten), so it runs shielded and notices the closed socket itself.
+    await asyncio.shield(connection.run())
     return ws
 
 

@@ -64,7 +64,7 @@ class Connection:
         writer = asyncio.create_task(self._write_loop())
         try:
             await self._read_loop()
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
             self._close_code = self._close_code or 1000  # the peer vanished: a normal end for us
         except Exception:  # never let one session's bug take down the server
             self.log.exception("session failed")

@@ -20,7 +20,7 @@ from benchmarks.accuracy import (
     score,
 )
 from benchmarks.evalset import CLEAN, ENSEMBLE_SET, NOISY, SetSettings, build_set, render_midi, user_set
-from streamer.audio.synth import melody
+from streamer.audio.test_signals import melody
 from streamer.notes import Note
 from streamer.sinks.midi_file import notes_to_midi
 from tests.fakes import SPEC, OracleModel

@@ -9,9 +9,10 @@ import json
 import numpy as np
 import websockets
 
-from streamer.server import protocol as p
+from streamer import protocol as p
 from tests.fakes import SPEC, OracleModel
 from tests.server.test_protocol import TRUTH, assert_healthy, healthy_session, pcm, recv_until_close
+from tests.waiting import until
 
 TOKEN = "s3cret-token"
 
@@ -127,7 +128,7 @@ async def test_per_client_session_cap(serve) -> None:  # type: ignore[no-untyped
             await ws.recv()
         messages, close = await open_and_collect(server.url, [start])
         assert codes(messages) == ["busy"] and close == 1013
-    await asyncio.sleep(0.1)
+    await until(lambda: not server.state.connections, what="both sessions released")
     async with websockets.connect(server.url) as c:  # the cap frees up as sessions end
         await c.send(start)
         assert isinstance(p.decode_server(await c.recv()), p.Ready)
@@ -140,7 +141,8 @@ async def test_model_crash_fails_only_those_windows(serve) -> None:  # type: ign
     async with websockets.connect(server.url) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
         await ws.recv()
-        await ws.send(np.zeros(16000 * 5, dtype="<i2").tobytes())
+        for _ in range(10):
+            await ws.send(np.zeros(8000, dtype="<i2").tobytes())
         await ws.send(json.dumps({"type": "stop"}))
         messages = await recv_until_close(ws)
     errors = [m for m in messages if isinstance(m, p.Error)]
@@ -148,4 +150,6 @@ async def test_model_crash_fails_only_those_windows(serve) -> None:  # type: ign
     assert isinstance(messages[-1], p.Done) and ws.close_code == 1000
     events = [e for m in messages if isinstance(m, p.Events) for e in m.events]
     assert {e.pitch for e in events if isinstance(e, p.NoteOn)} >= {64, 67}
-    assert server.hub.engines[SPEC.name].stats.failed_batches == 1
+    assert server.state.engines[SPEC.name].stats.failed_jobs == 1
+    assert messages[-1].failed_windows == 1 and messages[-1].skipped_windows == 0
+    assert not any(isinstance(m, p.Lagging) for m in messages)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import websockets
 
-from streamer.notes import Note
 from streamer import protocol as p
+from streamer.notes import Note
 from streamer.stitch import events_to_notes
 from tests.fakes import SPEC, OracleModel
 from tests.windowing import assert_event_invariants

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.notes import Note
-from streamer.server.protocol import NoteOff, NoteOn
+from streamer.protocol import NoteOff, NoteOn
 from streamer.sinks.midi_file import (
     TICKS_PER_BEAT,
     TICKS_PER_SECOND,

@@ -9,7 +9,7 @@ import pytest
 import rtmidi
 
 from streamer.errors import ConfigError
-from streamer.server.protocol import NoteOff, NoteOn
+from streamer.protocol import NoteOff, NoteOn
 from streamer.sinks import midi_port
 from streamer.sinks.midi_port import MidiPort, MidiPortManager, list_backends, resolve_backend
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.notes import DRUM_CHANNEL
-from streamer.server.protocol import NoteEvent, NoteOff, NoteOn
+from streamer.protocol import NoteEvent, NoteOff, NoteOn
 from streamer.sinks.midi_render import ALL_NOTES_OFF, MELODIC_CHANNELS, ChannelState, MidiRenderer
 
 

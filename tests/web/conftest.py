@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from streamer.audio.synth import melody, render
+from streamer.audio.test_signals import melody, render
 from streamer.notes import Note
 
 if TYPE_CHECKING:

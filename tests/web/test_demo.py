@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import soundfile
+import websockets.sync.client
 from playwright.sync_api import Browser, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -187,13 +188,17 @@ def test_server_stopped_shows_disconnected(browser: Browser, server: ServerProce
 
 
 def test_busy_server_is_explained_keyboard_only(browser: Browser, start_server: StartServer) -> None:
-    server = start_server("[limits]\nmax_sessions = 0\n")
-    page = open_demo(browser, server)
-    page.get_by_role("button", name="Start").focus()
-    page.keyboard.press("Enter")
-    expect(page.locator("#status")).to_have_attribute("data-status", "busy")
-    expect(page.get_by_role("alert")).to_contain_text("The server is busy")
-    assert [e["code"] for e in state(page)["errors"]] == ["busy"]
+    server = start_server("[limits]\nmax_sessions = 1\n")
+    # Another musician holds the only session.
+    with websockets.sync.client.connect(f"ws://127.0.0.1:{server.port}/v1/stream") as other:
+        other.send('{"type": "start", "sample_rate": 16000}')
+        other.recv(timeout=10)
+        page = open_demo(browser, server)
+        page.get_by_role("button", name="Start").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#status")).to_have_attribute("data-status", "busy")
+        expect(page.get_by_role("alert")).to_contain_text("The server is busy")
+        assert [e["code"] for e in state(page)["errors"]] == ["busy"]
 
 
 def test_token_from_the_page_address_opens_a_session(browser: Browser, start_server: StartServer) -> None:

@@ -80,7 +80,9 @@ class Conv2d:
       then add the shifted products; no patches at all.
     """
 
-    def __init__(self, conv: Conv, shape: Shape, future: int, activation: Callable, chunk: int = 1) -> None:
+    def __init__(
+        self, conv: Conv, shape: Shape, future: int, activation: Callable, chunk: int = 1, fold: bool = False
+    ) -> None:
         kt, kf, cin, cout = conv.weight.shape
         self.past = (kt - 1) // 2
         if not 0 <= future <= self.past:
@@ -91,7 +93,10 @@ class Conv2d:
         self.shape = shape
         self.activation = activation
         self.bias = conv.bias.astype(np.float32)
-        weight = conv.weight[: self.taps]
+        weight = conv.weight[: self.taps].copy()
+        if fold:
+            # Cut future taps read the newest kept frame instead: as if the input held still from there on.
+            weight[-1] += conv.weight[self.taps :].sum(axis=0)
         self.chunk = chunk
         if cout == 1:
             # (cin, taps·kf): products[f] for every (tap, frequency tap) pair.
@@ -174,14 +179,15 @@ class Layers:
     onset_out: Conv2d
 
 
-def build_layers(weights: Weights, future: dict[str, int] | None = None) -> Layers:
-    """The six conv layers; `future[name]` limits a layer's future time taps (default: all of them)."""
+def build_layers(weights: Weights, future: dict[str, int] | None = None, fold: bool = False) -> Layers:
+    """The six conv layers; `future[name]` limits a layer's future time taps (default: all of them); `fold`: the
+    cut taps' weights are added to the last kept tap."""
     made = {}
     for name in LAYERS:
         conv: Conv = getattr(weights, name)
         past = (conv.weight.shape[0] - 1) // 2
         taps = past if future is None else future[name]
-        made[name] = Conv2d(conv, SHAPES[name], taps, ACTIVATIONS[name], CHUNKS.get(name, 1))
+        made[name] = Conv2d(conv, SHAPES[name], taps, ACTIVATIONS[name], CHUNKS.get(name, 1), fold)
     return Layers(**made)
 
 

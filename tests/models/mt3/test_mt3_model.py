@@ -39,10 +39,15 @@ def mr_mt3_model() -> MT3Model:
     return build_model_from_state_dict("mr-mt3", weights, {"segmem_length": 8, "max_new_tokens": 4})
 
 
-def window(start: int, valid: int = WINDOW_SAMPLES, stream: object = None, seed: int = 0) -> WindowRequest:
+def window(start: int, valid: int = WINDOW_SAMPLES, seed: int = 0) -> WindowRequest:
     audio = np.random.default_rng(seed).standard_normal(WINDOW_SAMPLES).astype(np.float32) * 0.1
     audio[valid:] = 0.0
-    return WindowRequest(audio=audio, start=start, valid=valid, stream=stream)
+    return WindowRequest(audio=audio, start=start, valid=valid)
+
+
+def run(model: MT3Model, windows: list[WindowRequest], state: object = None) -> list[list[WindowNote]]:
+    """The model's windows as the engine gives them: each beside its stream's state."""
+    return model.transcribe_windows(windows, [state] * len(windows))
 
 
 def test_missing_checkpoint_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -100,7 +105,7 @@ def test_windows_give_window_relative_notes(monkeypatch: pytest.MonkeyPatch, mt3
         ]
 
     monkeypatch.setattr(model_module, "greedy_decode", perfect)
-    results = mt3_model.transcribe_windows([window(s) for s in starts])
+    results = run(mt3_model, [window(s) for s in starts])
     assert results[0] == [WindowNote(38, 1.0, 1.01, 127, 0, True), WindowNote(60, 0.4, None, 127, 0, False)]
     # Window at 0.512 s (rounded start 0.51 s): the drum at 1.0 s is 0.488 s in; the note began before the
     # window (a tie: onset None, velocity unknown so the decoder's 100) and outlasts it.
@@ -114,8 +119,8 @@ def test_windows_give_window_relative_notes(monkeypatch: pytest.MonkeyPatch, mt3
 
 def test_batched_windows_equal_single_windows(mt3_model: MT3Model) -> None:
     requests = [window(0, seed=1), window(HOP, valid=20_000, seed=2), window(2 * HOP, seed=3)]
-    together = mt3_model.transcribe_windows(requests)
-    alone = [mt3_model.transcribe_windows([r])[0] for r in requests]
+    together = run(mt3_model, requests)
+    alone = [run(mt3_model, [r])[0] for r in requests]
     assert together == alone
 
 
@@ -123,7 +128,7 @@ def test_padding_frames_reach_the_encoder_as_zeros(monkeypatch: pytest.MonkeyPat
     seen: list[torch.Tensor] = []
     encode = mt3_model.network.encode
     monkeypatch.setattr(mt3_model.network, "encode", lambda f: seen.append(f) or encode(f))
-    mt3_model.transcribe_windows([window(0, valid=5000)])
+    run(mt3_model, [window(0, valid=5000)])
     (features,) = seen
     assert features[0, :40].abs().sum(-1).min() > 0 and not features[0, 40:].any()
 
@@ -154,7 +159,7 @@ def test_memory_is_the_row_of_the_window_ending_at_this_start(
         rows_by_start[start] = [1003 - index, 1134, EOS_ID]
         batch_starts = [start]
         memories.clear()
-        mr_mt3_model.transcribe_windows([window(start, stream=first)])
+        run(mr_mt3_model, [window(start)], first)
         if start >= WINDOW_SAMPLES:
             previous = rows_by_start[start - WINDOW_SAMPLES]
             assert memories[0][:4] == [*previous, PAD_ID]
@@ -163,7 +168,7 @@ def test_memory_is_the_row_of_the_window_ending_at_this_start(
     # Another stream has its own history, and a window with no contiguous predecessor gets the placeholder.
     batch_starts = [4 * HOP]
     memories.clear()
-    mr_mt3_model.transcribe_windows([window(4 * HOP, stream=second)])
+    run(mr_mt3_model, [window(4 * HOP)], second)
     assert memories[0] == placeholder
     assert len(first) <= first.capacity
 
@@ -179,4 +184,4 @@ def test_history_is_bounded() -> None:
 def test_compiled_encoder_gives_the_same_notes(mt3_weights: dict[str, torch.Tensor], mt3_model: MT3Model) -> None:
     compiled = build_model_from_state_dict("mt3-pytorch", mt3_weights, {"max_new_tokens": 6, "compile": True})
     requests = [window(0), window(8192, seed=1)]
-    assert compiled.transcribe_windows(requests) == mt3_model.transcribe_windows(requests)
+    assert run(compiled, requests) == run(mt3_model, requests)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
 
+from streamer.audio.windows import Window
 from streamer.client.stream import stream_audio
-from streamer.models.base import Model, WindowRequest
+from streamer.models.base import Model
 from streamer.models.mt3.codec import StepNote, decode_window, encode_segment, segment_start_step, to_step
 from streamer.models.mt3.codec import window_end_step as end_step
 from streamer.models.mt3.spec import SAMPLE_RATE, WINDOW_SAMPLES, mt3_spec
@@ -43,7 +45,7 @@ class TokenOracle(Model):
         ]
         self.windows = 0
 
-    def transcribe_windows(self, batch: Sequence[WindowRequest]) -> list[list[WindowNote]]:
+    def transcribe_windows(self, batch: Sequence[Window], states: Sequence[Any]) -> list[list[WindowNote]]:
         results = []
         for request in batch:
             start = segment_start_step(request.start, SAMPLE_RATE)
