@@ -37,3 +37,16 @@ def test_every_start_field_is_documented() -> None:
     fields = p.Start.__struct_fields__
     missing = [f for f in fields if f"`{f}`" not in DOC]
     assert not missing
+
+
+def test_close_codes_in_the_error_table_are_the_servers() -> None:
+    rows = {}
+    for line in DOC.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and cells[0].endswith("`"):
+            rows[cells[0].strip("`")] = cells[2]
+    for cls in vars(errors).values():
+        if not (isinstance(cls, type) and issubclass(cls, errors.StreamerError)) or cls.code not in rows:
+            continue
+        expected = "—" if not cls.fatal else str(cls.close_code)
+        assert rows[cls.code] == expected, f"{cls.code}: docs say {rows[cls.code]}, the server uses {expected}"

@@ -51,4 +51,5 @@ async def test_stop_plays_every_note_off_then_all_notes_off(jack_server, daw, se
         await ws.send(json.dumps({"type": "stop"}))
         async for _ in ws:
             pass
-    assert await asyncio.to_thread(recorder.expect, 6) == [pc(0, 0), on(0, 60, 90), off(0, 60), on(0, 64, 80), off(0, 64), all_off(0)]
+    expected = [pc(0, 0), on(0, 60, 90), off(0, 60), on(0, 64, 80), off(0, 64), all_off(0)]
+    assert await asyncio.to_thread(recorder.expect, 6) == expected
