@@ -358,16 +358,19 @@ class NoteTracker:
         seen from their onset. A best guess, not the rules in full: running them over the tail on a copy of the
         tracker at every call would cost about twice the tracker itself."""
         tail_t, tail_p = self._peaks.copy().push(note, onset)
-        starts = [(c.start, c.pitch) for c in self._pending] + list(zip(tail_t.tolist(), tail_p.tolist(), strict=True))
-        if not starts:
+        t = np.concatenate(([c.start for c in self._pending], tail_t)).astype(np.intp)
+        p = np.concatenate(([c.pitch for c in self._pending], tail_p)).astype(np.intp)
+        if len(t) == 0:
             return []
-        first = min(t for t, _ in starts)
-        seen = np.concatenate((self._history.rows(first, self._n), note))
-        interim = []
-        for t, pitch in sorted(starts):
-            amplitude = float(seen[t - first :, pitch].sum()) / (len(seen) - t + first)
-            interim.append(NoteStart(t, pitch + MIDI_OFFSET, min(127, max(1, round(127 * amplitude)))))
-        return interim
+        first = int(t.min())
+        seen = np.cumsum(np.concatenate((self._history.rows(first, self._n), note)), axis=0)
+        before = np.where(t > first, seen[np.maximum(t - first - 1, 0), p], 0)
+        amplitude = (seen[-1, p] - before) / (len(seen) - (t - first))
+        velocity = np.clip(np.rint(127 * amplitude), 1, 127).astype(int)
+        interim = [
+            NoteStart(a, b + MIDI_OFFSET, v) for a, b, v in zip(t.tolist(), p.tolist(), velocity.tolist(), strict=True)
+        ]
+        return sorted(interim, key=lambda n: (n.frame, n.pitch))
 
 
 def _latest_first(candidate: _Note) -> tuple[int, int]:

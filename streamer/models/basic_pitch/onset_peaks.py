@@ -25,7 +25,7 @@ _NONE = np.zeros(0, dtype=np.intp)
 class OnsetPeaks:
     """Per-stream state: the last frames needed for rises and peaks, and the cumulative maxima."""
 
-    __slots__ = ("_infer", "_max_onset", "_max_rise", "_n", "_strength_tail", "_tail", "_threshold")
+    __slots__ = ("_infer", "_max_onset", "_max_rise", "_n", "_scale", "_strength_tail", "_tail", "_threshold")
 
     def __init__(self, n_pitches: int, onset_threshold: float, infer_onsets: bool) -> None:
         self._threshold = onset_threshold
@@ -35,6 +35,7 @@ class OnsetPeaks:
         self._strength_tail = np.zeros((0, n_pitches), dtype=np.float32)  # strengths of frames n − 2, n − 1
         self._max_onset = 0.0
         self._max_rise = 0.0
+        self._scale = np.float32(0)  # max_onset / max_rise as of the last frame
 
     def push(self, note: np.ndarray, onset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Consume the next frames; returns (frames, pitch bins) of the candidates they reveal, ordered by frame.
@@ -64,10 +65,15 @@ class OnsetPeaks:
         np.maximum(rise, 0, out=rise)
         if self._n < N_DIFF:  # upstream zeroes the first two frames' rises
             rise[: N_DIFF - self._n] = 0
+        if onset.max() <= self._max_onset and rise.max() <= self._max_rise:
+            # Neither maximum grows (the usual case once a stream has been heard): the scale stands. The same
+            # float32 division as below, so the result does not depend on how frames are blocked.
+            return np.maximum(onset, rise * self._scale)
         top_onset = np.maximum.accumulate(np.maximum(onset.max(axis=1), self._max_onset))
         top_rise = np.maximum.accumulate(np.maximum(rise.max(axis=1), self._max_rise))
         self._max_onset, self._max_rise = float(top_onset[-1]), float(top_rise[-1])
         scale = np.divide(top_onset, top_rise, out=np.zeros_like(top_onset), where=top_rise > 0)
+        self._scale = scale[-1]
         return np.maximum(onset, rise * scale[:, None])
 
     def copy(self) -> OnsetPeaks:
@@ -79,4 +85,5 @@ class OnsetPeaks:
         other._strength_tail = self._strength_tail
         other._max_onset = self._max_onset
         other._max_rise = self._max_rise
+        other._scale = self._scale
         return other
