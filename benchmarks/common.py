@@ -5,52 +5,26 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from streamer import protocol as p
 from streamer.notes import Note
-from streamer.server import protocol as p
+from streamer.server.process import start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
-def server_process(*args: str, timeout: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`streamer serve` on a free loopback port in its own process; yields (ws url, process)."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "streamer.cli", "--log-level", "WARNING", "serve", "--port", str(port), *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log = proc.stderr.read().decode() if proc.stderr else ""
-                    raise RuntimeError(f"server did not start: {log}") from None
-                time.sleep(0.2)
-        yield f"ws://127.0.0.1:{port}/v1/stream", proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def server_process(*args: str, timeout: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:  # type: ignore[type-arg]
+    """`streamer serve ARGS` on a free loopback port in its own process; yields (ws url, process)."""
+    command = [sys.executable, "-m", "streamer.cli", "--log-level", "WARNING"]
+    with start_server(command, args=args, timeout=timeout) as server:
+        yield server.ws_url, server.process
 
 
 def onset_latencies(truth: Sequence[Note], events: Sequence[p.NoteEvent], arrivals: Sequence[float]) -> list[float]:

@@ -12,9 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +24,7 @@ import websockets
 
 from streamer import protocol as p
 from streamer.audio.test_signals import melody, render
+from streamer.server.process import start_server
 from streamer.sinks.midi_file import read_notes
 from streamer.stitch import events_to_notes
 from tests.windowing import assert_event_invariants, match
@@ -60,39 +58,17 @@ def readiness(port: int) -> tuple[int, dict]:  # type: ignore[type-arg]
         return e.code, json.loads(e.read())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    port = free_port()
     midi_dir = tmp_path / "midi"
     midi_dir.mkdir()
-    config = tmp_path / "shutdown.toml"
-    config.write_text(
-        f'[server]\nshutdown_grace_s = {GRACE_S}\ndrain_s = {DRAIN_S}\n\n[midi]\nfiles_dir = "{midi_dir}"\n'
-    )
-    log = (tmp_path / "server.log").open("w+")
-    cmd = [sys.executable, "-m", "streamer.cli", "serve", "--port", str(port), "--config", str(config)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    config = f'[server]\nshutdown_grace_s = {GRACE_S}\ndrain_s = {DRAIN_S}\n\n[midi]\nfiles_dir = "{midi_dir}"\n'
+    log = tmp_path / "server.log"
+    server = start_server(config_dir=tmp_path, config_toml=config, log=log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
-        yield proc, port, midi_dir, log
+        yield server.process, server.port, midi_dir, log
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        log.close()
+        server.kill()
 
 
 async def stream(url: str, audio: bytes, client: Client) -> None:
@@ -179,8 +155,7 @@ async def test_sigterm_commits_every_session_then_exits(server) -> None:  # type
     assert [type(m) for m in started] == [p.Ready, p.Done] and started[1].duration == 0 and started_close == 1001
     exit_code = await asyncio.to_thread(proc.wait, GRACE_S + 10)
     exited_after = time.monotonic() - sigterm_at
-    log.seek(0)
-    server_log = log.read()
+    server_log = log.read_text()
     assert exit_code == 0, server_log
     assert exited_after < GRACE_S, f"exit took {exited_after:.1f} s"
     assert "Traceback" not in server_log, server_log

@@ -7,13 +7,6 @@ subprocess on a free loopback port, killed with the test (or with pytest, should
 
 from __future__ import annotations
 
-import ctypes
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +17,8 @@ import soundfile
 
 from streamer.audio.test_signals import melody, render
 from streamer.notes import Note
+from streamer.server.process import ServerProcess
+from streamer.server.process import start_server as launch
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
@@ -33,7 +28,6 @@ ARTIFACTS = REPO / "test-artifacts" / "web"
 CHROMIUM = "/usr/bin/chromium"
 INSTALL_HINT = "apt-get install -y chromium && pip install playwright (never `playwright install`)"
 SERVER_START_TIMEOUT = 30.0
-PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
 
 WAV_RATE = 48_000
 LEAD_IN_S = 1.5  # silence before the melody: the page connects while the fake microphone already plays
@@ -125,43 +119,6 @@ def browser_without_permission(playwright_driver: Playwright) -> Iterator[Browse
     browser.close()
 
 
-class ServerProcess:
-    def __init__(self, process: subprocess.Popen[bytes], port: int) -> None:
-        self.process = process
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}/"
-
-    def kill(self) -> None:
-        """Stop abruptly, as a crash or a pulled cable would: no goodbye to the clients."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _wait_healthy(server: ServerProcess, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"server exited with {server.process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{server.url}healthz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"server not healthy after {SERVER_START_TIMEOUT} s:\n{log.read_text()}")
-
-
 StartServer = Callable[..., ServerProcess]
 
 
@@ -169,34 +126,19 @@ StartServer = Callable[..., ServerProcess]
 def start_server(artifacts: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StartServer]:
     """`start_server(config_toml="")` runs `streamer serve` (optionally with a config file) and waits until healthy."""
     servers: list[ServerProcess] = []
-    streamer = Path(sys.executable).with_name("streamer")
-    command = [str(streamer)] if streamer.is_file() else [sys.executable, "-m", "streamer.cli"]
 
     def start(config_toml: str = "") -> ServerProcess:
-        port = _free_port()
-        args = [*command, "serve", "--port", str(port)]
-        if config_toml:
-            config = tmp_path / f"server-{port}.toml"
-            config.write_text(config_toml)
-            args += ["--config", str(config)]
-        log = artifacts / f"{request.node.name}-server-{port}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, preexec_fn=_die_with_parent
-            )
-        server = ServerProcess(process, port)
+        log = artifacts / f"{request.node.name}-server-{len(servers)}.log"
+        try:
+            server = launch(config_dir=tmp_path, config_toml=config_toml, log=log, timeout=SERVER_START_TIMEOUT)
+        except RuntimeError as e:
+            pytest.fail(str(e))
         servers.append(server)
-        _wait_healthy(server, log)
         return server
 
     yield start
     for server in servers:
-        if server.process.poll() is None:
-            server.process.send_signal(signal.SIGTERM)
-            try:
-                server.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        server.stop(timeout=15)
 
 
 @pytest.fixture
