@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import http.client
 import os
+import re
 import shutil
 import sys
 import urllib.error
@@ -45,7 +46,19 @@ class CatalogueEntry:
     options: dict[str, object] = field(default_factory=dict)  # model options this file implies
 
 
+MEMORY_IN_NAME = re.compile(r"prev_context=(\d+)")
+
+
+def memory_length_in_name(filename: str) -> int | None:
+    """The memory length an MR-MT3 file name states (`exp_segmemV2_prev_context=64.ckpt` → 64), if any."""
+    found = MEMORY_IN_NAME.search(filename)
+    return int(found.group(1)) if found else None
+
+
 def _mr_mt3(name: str, filename: str, segmem_length: int, description: str) -> CatalogueEntry:
+    stated = memory_length_in_name(filename)
+    if stated is not None and stated != segmem_length:
+        raise ValueError(f"catalogue entry {name}: {filename} says memory {stated}, the entry says {segmem_length}")
     return CatalogueEntry(
         name=name,
         model="mr-mt3",
@@ -67,7 +80,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             filename="mt3.pth",
             urls=(
                 _HF_MR_MT3 + "mt3.pth",
-                "https://media.githubusercontent.com/media/kunato/mt3-pytorch/main/pretrained/mt3.pth",
+                "https://media.githubusercontent.com/media/kunato/mt3-pytorch/master/pretrained/mt3.pth",
             ),
             size=183_672_643,
             sha256="b8a3807ed265059abd25ad7f68142c06c35e8f6144dcaa45bd55946a3745398f",

@@ -51,7 +51,11 @@ def read_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, Tensor]
                 "files from the catalogue (`streamer models pull`); for another file set "
                 "`allow_pickle = true` in the model's config if you trust it"
             ) from error
-        loaded = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=False)
+        except (ImportError, AttributeError) as missing:
+            # A pickled object whose class lives in a module that is not installed (a training codebase).
+            raise CheckpointError(f"{path} pickles Python objects this install cannot rebuild: {missing}") from None
     except (RuntimeError, OSError, EOFError) as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
     return unwrap_state_dict(loaded, str(path))

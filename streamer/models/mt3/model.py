@@ -57,7 +57,7 @@ class MT3Options:
     positional: str = "official"  # "official" (10000^(-i/255)) or "ports" (10000^(-i/256))
     segmem_length: int = 0  # MR-MT3 memory positions; 0: no memory
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
-    dtype: str = "auto"  # "auto" (float32 on CPU, bfloat16 or float16 on CUDA) or a DTYPES name
+    dtype: str = "auto"  # "auto": float32 (CUDA too, until bf16/fp16 are measured on real weights), or a DTYPES name
     max_batch: int = 0  # windows per forward pass; 0: 8 on CPU, 64 on CUDA
     max_new_tokens: int = MAX_DECODE_TOKENS
     allow_pickle: bool = False  # let a user-supplied file with pickled objects load (catalogue files may)
@@ -91,12 +91,15 @@ class MT3Options:
 # Per model: what its usual checkpoint was trained with (docs/models.md explains each choice).
 MODEL_DEFAULTS: dict[str, dict[str, object]] = {
     "mt3-pytorch": {"checkpoint": "mt3-pytorch", "frontend": "official", "positional": "official"},
+    # MR-MT3 as its own inference runs it: the current torch front end and the leading 0 in the memory row
+    # (docs/models.md says why, and which options give the training-time variants).
     "mr-mt3": {
         "checkpoint": "mr-mt3",
-        "frontend": "torch-v1",
+        "frontend": "torch-v2",
         "mel_norm": True,
         "positional": "ports",
         "segmem_length": 64,
+        "memory_start_token": True,
     },
 }
 DESCRIPTIONS = {
@@ -204,6 +207,12 @@ def build_model(name: str, options: Mapping[str, object]) -> MT3Model:
     path, implied, trusted = resolve_checkpoint(parsed.checkpoint)
     if implied:  # options a catalogue file implies, unless the user set them
         parsed = MT3Options.parse(name, {**implied, **options})
+    stated = catalogue.memory_length_in_name(path.name)
+    if name == "mr-mt3" and stated is not None and stated != parsed.segmem_length:
+        raise ConfigError(
+            f"{path.name} says its memory has {stated} positions but segmem_length = {parsed.segmem_length}; "
+            f"set segmem_length = {stated}"
+        )
     state = read_state_dict(path, allow_pickle=trusted or parsed.allow_pickle)
     return _assemble(name, state, parsed)
 
@@ -262,12 +271,9 @@ def _device(value: str) -> torch.device:
 
 
 def _dtype(value: str, device: torch.device) -> torch.dtype:
-    if value != "auto":
-        return DTYPES[value]
-    if device.type != "cuda":
-        return torch.float32
-    # bfloat16 keeps float32's range: T5 without attention scaling can overflow float16 activations.
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    """float32 unless asked: bfloat16/float16 have not been measured equal on the real weights, and T5 without
+    attention scaling can overflow float16 activations (no overflow guard here)."""
+    return torch.float32 if value == "auto" else DTYPES[value]
 
 
 def _window_audio(audio: np.ndarray) -> np.ndarray:

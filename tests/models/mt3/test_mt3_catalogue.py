@@ -152,3 +152,18 @@ def test_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert catalogue.cache_dir() == tmp_path / "streamer" / "models"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert catalogue.cache_dir() == Path.home() / ".cache" / "streamer" / "models"
+
+
+def test_memory_lengths_agree_with_the_file_names() -> None:
+    for entry in catalogue.CATALOGUE.values():
+        stated = catalogue.memory_length_in_name(entry.filename)
+        if stated is not None:
+            assert entry.options["segmem_length"] == stated, entry.name
+    assert catalogue.memory_length_in_name("exp_segmemV2_prev_context=32.ckpt") == 32
+    assert catalogue.memory_length_in_name("mt3.pth") is None
+
+
+def test_kunato_fallback_is_on_the_master_branch() -> None:
+    urls = catalogue.CATALOGUE["mt3-pytorch"].urls
+    assert any("kunato/mt3-pytorch/master/" in url for url in urls)
+    assert not any("/main/pretrained" in url for url in urls)

@@ -111,6 +111,17 @@ def test_pickled_objects_need_permission(tmp_path: Path) -> None:
     assert "proj.weight" in read_state_dict(path, allow_pickle=True)
 
 
+def test_a_class_from_a_missing_module_is_a_checkpoint_error(tmp_path: Path) -> None:
+    """A Lightning file can pickle its training code's classes; without that code it is a checkpoint_error."""
+    path = tmp_path / "training.ckpt"
+    torch.save({"state_dict": random_state_dict(SMALL, seed=2), "hparams": NotATensor()}, path)
+    # Rewrite the pickled class's module to one that does not exist (what a file from another codebase holds).
+    data = path.read_bytes().replace(b"test_mt3_checkpoints", b"gone_training_code__")
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError, match="cannot rebuild"):
+        read_state_dict(path, allow_pickle=True)
+
+
 def test_unreadable_files_are_checkpoint_errors(tmp_path: Path) -> None:
     garbage = tmp_path / "broken.pth"
     garbage.write_bytes(b"\x80\x04not a zip")

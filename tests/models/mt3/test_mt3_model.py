@@ -162,7 +162,8 @@ def test_memory_is_the_row_of_the_window_ending_at_this_start(
         run(mr_mt3_model, [window(start)], first)
         if start >= WINDOW_SAMPLES:
             previous = rows_by_start[start - WINDOW_SAMPLES]
-            assert memories[0][:4] == [*previous, PAD_ID]
+            # The mr-mt3 default, as MR-MT3's own inference: the row starts with the decoder-start token 0.
+            assert memories[0][:5] == [PAD_ID, *previous, PAD_ID]
         else:
             assert memories[0] == placeholder
     # Another stream has its own history, and a window with no contiguous predecessor gets the placeholder.
@@ -185,3 +186,18 @@ def test_compiled_encoder_gives_the_same_notes(mt3_weights: dict[str, torch.Tens
     compiled = build_model_from_state_dict("mt3-pytorch", mt3_weights, {"max_new_tokens": 6, "compile": True})
     requests = [window(0), window(8192, seed=1)]
     assert run(compiled, requests) == run(mt3_model, requests)
+
+
+def test_mr_mt3_defaults_follow_its_own_inference_and_float32_everywhere() -> None:
+    options = model_module.MT3Options.parse("mr-mt3", {})
+    assert options.frontend == "torch-v2" and options.memory_start_token and options.mel_norm
+    assert model_module.MT3Options.parse("mt3-pytorch", {}).frontend == "official"
+    assert model_module._dtype("auto", torch.device("cuda")) is torch.float32
+    assert model_module._dtype("bfloat16", torch.device("cuda")) is torch.bfloat16
+
+
+def test_a_file_name_stating_another_memory_length_is_refused(tmp_path, mt3_weights) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "exp_segmemV2_prev_context=32.ckpt"
+    torch.save(random_state_dict(T5Config(positional="ports", segmem_length=8), seed=1), path)
+    with pytest.raises(ConfigError, match="set segmem_length = 32"):
+        build_model("mr-mt3", {"checkpoint": str(path), "segmem_length": 8})
