@@ -27,7 +27,7 @@ import numpy as np
 import psutil
 
 from benchmarks.common import machine, onset_latencies, percentile, server_process, table
-from streamer.audio.synth import random_piece, render
+from streamer.audio.test_signals import random_piece, render
 from streamer.client.stream import StreamResult, stream_audio
 from streamer.notes import Note
 

@@ -30,8 +30,8 @@ import psutil
 import websockets
 
 from benchmarks.common import machine, server_process, table
-from streamer.audio.synth import random_piece, render
-from streamer.server import protocol as p
+from streamer import protocol as p
+from streamer.audio.test_signals import random_piece, render
 
 RATE = 22050
 FRAME_S = 0.05

@@ -13,7 +13,7 @@ import asyncio
 import time
 
 from benchmarks.common import machine, onset_latencies, percentile, server_process, table
-from streamer.audio.synth import random_piece, render
+from streamer.audio.test_signals import random_piece, render
 from streamer.client.stream import stream_audio
 from streamer.models.basic_pitch import build_model
 from streamer.offline import transcribe_array

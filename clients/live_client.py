@@ -18,10 +18,10 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from streamer.cli import format_event
+from streamer import protocol as p
 from streamer.client.audio_file import read_audio
+from streamer.client.display import format_event
 from streamer.client.stream import DEFAULT_URL, stream_audio, stream_frames
-from streamer.server import protocol as p
 from streamer.sinks.factory import client_sinks
 
 FRAME_SECONDS = 0.02

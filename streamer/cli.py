@@ -11,24 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from streamer import protocol as p
+from streamer.client.display import format_event
 from streamer.config import Config, load_config
 from streamer.errors import ConfigError, StreamerError
-
-NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-
-
-def note_name(pitch: int) -> str:
-    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
-
-
-def format_event(event: p.NoteEvent) -> str:
-    if isinstance(event, p.NoteOn):
-        kind = "drum" if event.is_drum else f"prog {event.program}"
-        return (
-            f"{event.time:9.3f}s  note_on  #{event.id:<5d} {note_name(event.pitch):>4} ({event.pitch:3d})"
-            f"  vel {event.velocity:3d}  {kind}"
-        )
-    return f"{event.time:9.3f}s  note_off #{event.id}"
 
 
 def _config_from(args: argparse.Namespace) -> Config:

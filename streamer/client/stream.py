@@ -77,7 +77,8 @@ async def stream_frames(
     """Stream audio frames ((n, channels) float32; None sends a `flush`) as they come from `frames` (a file, a
     microphone), then `stop`; collect everything the server sends until `done` or close."""
     result = StreamResult()
-    # No ping timeout: while the server throttles an upload, our pings wait behind the audio in flight (docs/protocol.md).
+    # No ping timeout: while the server throttles an upload, our pings wait behind the audio in flight
+    # (docs/protocol.md).
     async with websockets.connect(url, max_size=None, additional_headers=headers, ping_timeout=None) as ws:
         start = p.Start(
             sample_rate=sample_rate,

@@ -15,7 +15,6 @@ class ModelEntry:
     name: str
     loader: str  # "module:function"; the function takes (options) or (name, options) when `named`
     named: bool
-    description: str
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -25,19 +24,16 @@ MODELS: dict[str, ModelEntry] = {
             "basic-pitch",
             "streamer.models.basic_pitch:build_model",
             named=False,
-            description="embedded default: Spotify basic-pitch, ONNX, CPU, one instrument",
         ),
         ModelEntry(
             "mt3-pytorch",
             "streamer.models.mt3:build_model",
             named=True,
-            description="MT3 (official weights via kunato/mt3-pytorch), multi-instrument; needs a checkpoint",
         ),
         ModelEntry(
             "mr-mt3",
             "streamer.models.mt3:build_model",
             named=True,
-            description="MR-MT3 (memory-retaining MT3), multi-instrument; needs a checkpoint",
         ),
     )
 }

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from streamer.models.mt3.vocab import EOS_ID, MAX_SHIFT_STEPS, STEPS_PER_SECOND, EventType, Vocabulary
-from streamer.notes import Note, WindowNote
+from streamer.notes import WindowNote
 
 INITIAL_VELOCITY = 100  # the official decoding state's starting velocity
 MIN_NOTE_STEPS = 1  # notes last at least 10 ms
@@ -201,23 +201,6 @@ def decode_window(
 def window_end_step(start_sample: int, window_samples: int, sample_rate: int) -> int:
     """First step at or after the window's end: events of the window lie before it."""
     return math.ceil((start_sample + window_samples) * STEPS_PER_SECOND / sample_rate)
-
-
-def step_notes_to_notes(notes: Iterable[StepNote]) -> list[Note]:
-    result = []
-    for n in notes:
-        assert n.onset is not None and n.offset is not None
-        result.append(
-            Note(
-                onset=n.onset / STEPS_PER_SECOND,
-                offset=n.offset / STEPS_PER_SECOND,
-                pitch=n.pitch,
-                velocity=n.velocity,
-                program=n.program,
-                is_drum=n.is_drum,
-            )
-        )
-    return result
 
 
 def encode_segment(notes: Iterable[StepNote], start: int, end: int | None, vocab: Vocabulary) -> list[int]:

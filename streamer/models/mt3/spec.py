@@ -16,7 +16,6 @@ MEL_HI_HZ = 7600.0  # DDSP compute_logmel's default, which MT3 relies on
 FRAMES_PER_WINDOW = 256  # one MT3 segment
 WINDOW_SAMPLES = FRAMES_PER_WINDOW * HOP_SAMPLES  # 32768 samples = 2.048 s
 
-TOKEN_STEPS_PER_SECOND = 100  # the shift token grid: 10 ms
 MAX_DECODE_TOKENS = 1024  # the training target length
 
 # Windowing for the stitcher (docs/models.md explains the choice).

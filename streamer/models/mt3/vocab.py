@@ -97,4 +97,3 @@ class Vocabulary:
 
 MT3 = Vocabulary("mt3", velocity_bins=1, uses_ties=True, uses_programs=True)
 ISMIR2021 = Vocabulary("ismir2021", velocity_bins=MAX_VELOCITY, uses_ties=False, uses_programs=False)
-VOCABULARIES = {v.name: v for v in (MT3, ISMIR2021)}
