@@ -95,35 +95,21 @@ class LevelKernels:
         return self.first + self.matrix.shape[0] - 1
 
 
-def truncated_kernels(
-    kernels: np.ndarray, level: int, future: int | None, compensate: bool, taper: bool = False
-) -> LevelKernels:
+def truncated_kernels(kernels: np.ndarray, level: int, future: int | None, compensate: bool) -> LevelKernels:
     """The kernels of `level` (kept bins only) without taps more than `future` level samples after the centre
-    (None: all taps); all-zero taps at either end are trimmed.
-
-    `taper`: a cut kernel's future half is not chopped but squeezed: its Hann half-window of e + 1 taps becomes one
-    of future + 1 taps (the past half is untouched), so the kernel still fades out smoothly and leaks less.
-    `compensate`: scale each cut kernel by Σ|full| / Σ|kept| so its gain for a steady tone stays about the same."""
+    (None: all taps); all-zero taps at either end are trimmed. `compensate`: scale each cut kernel by
+    Σ|full| / Σ|kept| so its gain for a steady tone stays about the same."""
     kept = kept_kernels(level)
-    real = kernels[:, :BINS_PER_OCTAVE][:, kept].astype(np.float64)
-    imag = kernels[:, BINS_PER_OCTAVE:][:, kept].astype(np.float64)
+    real = kernels[:, :BINS_PER_OCTAVE][:, kept]
+    imag = kernels[:, BINS_PER_OCTAVE:][:, kept]
     modulus = np.hypot(real, imag)
     offsets = np.arange(KERNEL_TAPS) - KERNEL_CENTRE
     keep = offsets <= (KERNEL_TAPS if future is None else future)
-    shape = np.ones_like(real)
-    if taper and future is not None and future >= 0:
-        ends = np.array([offsets[np.flatnonzero(col)[-1]] for col in modulus.T])  # last non-zero tap per kernel
-        ahead = np.clip(offsets, 0, None)[:, None]
-        squeezed = np.broadcast_to(np.cos(np.pi / 2 * np.minimum(ahead / (future + 1), 1)) ** 2, real.shape)
-        natural = np.cos(np.pi / 2 * np.minimum(ahead / (ends[None, :] + 1), 1)) ** 2
-        ratio = np.divide(squeezed, natural, out=np.zeros_like(squeezed), where=natural > 0)
-        shape = np.where(ends[None, :] > future, ratio, 1.0)
-    shape = shape * keep[:, None]
-    kept_gain = (modulus * shape).sum(axis=0)
+    kept_gain = modulus[keep].sum(axis=0)
     if not np.all(kept_gain > 0):
         raise ValueError(f"CQT level {level}: look-ahead {future} cuts whole kernels")
-    gain = modulus.sum(axis=0) / kept_gain if compensate else np.ones(real.shape[1])
-    matrix = np.concatenate([real * shape * gain, imag * shape * gain], axis=1)
+    gain = modulus.sum(axis=0) / kept_gain if compensate else np.ones(real.shape[1], dtype=np.float32)
+    matrix = np.concatenate([real * gain, imag * gain], axis=1) * keep[:, None]
     used = np.flatnonzero(np.any(matrix != 0, axis=1))
     lo, hi = int(used[0]), int(used[-1]) + 1
     return LevelKernels(first=lo - KERNEL_CENTRE, matrix=np.ascontiguousarray(matrix[lo:hi], dtype=np.float32))

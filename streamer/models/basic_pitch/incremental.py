@@ -43,9 +43,8 @@ FULL_FUTURE = {"contour": 1, "contour_out": 2, "note_hidden": 3, "note_out": 3, 
 class StreamingConfig:
     lookahead_frames: int = 12  # frame t is final lookahead_frames·256 samples after its centre sample
     conv_future: int = 2  # future time taps each conv layer keeps (0–3; ≥ 3 keeps them all)
-    filter_future: int = 8  # future taps of the decimation low-pass filter (0–128)
-    compensate: bool = True  # rescale cut CQT kernels and filters to keep a steady tone's level
-    taper: bool = True  # squeeze cut CQT kernels' future half-window instead of chopping it
+    filter_future: int = 2  # future taps of the decimation low-pass filter (0–128)
+    compensate: bool = False  # rescale cut CQT kernels and filters to keep a steady tone's level
     fold: bool = True  # cut conv taps' weights go to the last kept tap (input assumed to hold still)
     norm_frames: int = 172  # trailing span of the min/max normalisation, frames including the frame itself
     block_frames: int = 4  # frames of audio per stream per step
@@ -129,7 +128,7 @@ class StreamingNetwork:
         self.config = config
         self.layers = network.build_layers(weights, config.layer_future, config.fold)
         self.front = StreamingCqt(
-            weights, config.cqt_frames, config.filter_future, config.compensate, config.block_frames, config.taper
+            weights, config.cqt_frames, config.filter_future, config.compensate, config.block_frames
         )
         self.index = network.harmonic_index()
         self.plan = _Plan(self.layers)

@@ -40,15 +40,7 @@ class Level:
 
 
 class StreamingCqt:
-    def __init__(
-        self,
-        weights: Weights,
-        frames_ahead: int,
-        filter_future: int,
-        compensate: bool,
-        block_frames: int,
-        taper: bool = False,
-    ) -> None:
+    def __init__(self, weights: Weights, frames_ahead: int, filter_future: int, compensate: bool, block_frames: int):
         if frames_ahead < 1:
             raise ValueError("the CQT needs at least one frame of look-ahead")
         if not 0 <= filter_future <= FULL_FILTER_FUTURE:
@@ -66,7 +58,7 @@ class StreamingCqt:
             if k:
                 first = -((filter_future - first) // 2)
             future = min(full_last, first + frames_ahead * hop - 1)
-            cut = cqt.truncated_kernels(weights.cqt_kernels, k, future, compensate, taper)
+            cut = cqt.truncated_kernels(weights.cqt_kernels, k, future, compensate)
             kernels = cqt.LevelKernels(cut.first, cut.matrix.astype(np.float64))
             levels.append(Level(hop, first, kernels, taps if k else None, cqt.level_bins(k)))
         self.levels = levels
