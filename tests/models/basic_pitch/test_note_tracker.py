@@ -232,11 +232,13 @@ def test_bad_pushes_are_refused() -> None:
 
 
 def test_interim_shows_undecided_and_provisional_onsets_without_deciding_them() -> None:
-    note, onset = draw(60, [Sketch(40, 20, 30), Sketch(50, 26, 30)])
+    # A third onset peak, at 24, never sounds: not shown.
+    note, onset = draw(60, [Sketch(40, 20, 30), Sketch(50, 26, 30), Sketch(60, 24, 1, level=0.2)])
     config = TrackerConfig(confirm_frames=4, **PLAIN)
     tracker = NoteTracker(config)
     plain = NoteTracker(config)
-    # Final frames up to 22 (the onset at 20 is seen, not yet confirmed), provisional frames 22..30 (onset at 26).
+    # Final frames up to 22 (the onset at 20 is seen, not yet confirmed), provisional frames 22..30 (onsets at 24
+    # and 26).
     with_tail = tracker.push(0, note[:22], onset[:22], note[22:30], onset[22:30])
     without = plain.push(0, note[:22], onset[:22])
     assert with_tail.events == without.events == []
