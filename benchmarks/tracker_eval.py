@@ -15,7 +15,7 @@ overlapping 2 s windows, central frames kept (benchmarks/whole_file_posteriors.p
    earlier it appeared;
 4. speed: CPU time of the tracker per stream per second of audio, at several block sizes.
 
-Run: .venv/bin/python -m benchmarks.tracker_eval [--confirm 0 1 2 3 4 6 8 11] [--default 2] [--interim-items 6]
+Run: .venv/bin/python -m benchmarks.tracker_eval [--confirm 0 1 2 3 4 6 8 11] [--default 1] [--interim-items 6]
 (first run renders the set with FluidSynth and computes posteriors; both are cached).
 """
 
@@ -28,13 +28,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.accuracy import Scores, score
+from benchmarks.accuracy import score
 from benchmarks.common import machine, percentile, table
 from benchmarks.evalset import Item, SetSettings, build_set, cache_root
 from benchmarks.whole_file_posteriors import WINDOW_FRAMES, cached_posteriors
 from streamer.audio.resample import resample
 from streamer.models.basic_pitch.model import FFT_HOP, FRAME_SECONDS, SAMPLE_RATE, WINDOW_SAMPLES, BasicPitch
-from streamer.models.basic_pitch.note_tracker import NoteEnd, NoteStart, NoteTracker, TrackerConfig
+from streamer.models.basic_pitch.note_tracker import (
+    DEFAULT_CONFIRM_FRAMES,
+    N_PITCHES,
+    NoteEnd,
+    NoteStart,
+    NoteTracker,
+    TrackerConfig,
+)
+from streamer.models.basic_pitch.onset_peaks import OnsetPeaks
 from streamer.models.basic_pitch.posteriors import MIDI_OFFSET, NoteRules, window_notes
 from streamer.notes import Note
 
@@ -62,6 +70,7 @@ class TrackedNote:
     velocity: int
     start_decided: int  # frame whose arrival returned the NoteStart
     end_decided: int
+    melodia: bool  # no onset candidate at its start: a melodia-trick note
 
 
 @dataclass
@@ -83,9 +92,9 @@ def load(items: Sequence[Item], model: BasicPitch) -> list[Posteriors]:
 # -- runs ---------------------------------------------------------------------------------------------------------
 
 
-def offline_notes(p: Posteriors) -> list[Note]:
+def offline_notes(p: Posteriors, rules: NoteRules) -> list[Note]:
     """window_notes over the whole file; a note open at the file's start or end starts at 0 or ends at the end."""
-    found = window_notes(p.frames, p.onsets, FRAME_SECONDS, NoteRules())
+    found = window_notes(p.frames, p.onsets, FRAME_SECONDS, rules)
     end = len(p.frames) * FRAME_SECONDS
     return [Note(n.onset or 0.0, end if n.offset is None else n.offset, n.pitch, n.velocity) for n in found]
 
@@ -95,6 +104,8 @@ def track(
 ) -> Run:
     """Feed the final frames in blocks (with the k-th block, tails[k] as provisional frames if given)."""
     tracker = NoteTracker(config)
+    peak_t, peak_p = OnsetPeaks(N_PITCHES, config.onset_threshold, config.infer_onsets).push(p.frames, p.onsets)
+    candidates = set(zip(peak_t.tolist(), (peak_p + MIDI_OFFSET).tolist(), strict=True))
     open_: dict[int, tuple[NoteStart, int]] = {}
     notes: list[TrackedNote] = []
     interim = []
@@ -105,7 +116,10 @@ def track(
                 open_[e.pitch] = (e, decided)
             else:
                 start, start_decided = open_.pop(e.pitch)
-                notes.append(TrackedNote(start.frame, e.frame, e.pitch, start.velocity, start_decided, decided))
+                melodia = (start.frame, e.pitch) not in candidates
+                notes.append(
+                    TrackedNote(start.frame, e.frame, e.pitch, start.velocity, start_decided, decided, melodia)
+                )
 
     for k, pos in enumerate(range(0, len(p.frames), block)):
         tail = tails[k] if tails is not None else (None, None)
@@ -137,35 +151,38 @@ def mean(xs: Sequence[float]) -> float:
     return float(np.mean(xs)) if len(xs) else float("nan")
 
 
-def accuracy_rows(data: Sequence[Posteriors], confirms: Sequence[int]) -> list[list[object]]:
-    offline = [offline_notes(p) for p in data]
-    offline_scores = [score(p.item.reference(), n) for p, n in zip(data, offline, strict=True)]
-    rows = [_accuracy_row("offline window_notes", data, offline_scores, None, None)]
-    for confirm in confirms:
-        runs = [track(p, TrackerConfig(confirm_frames=confirm)) for p in data]
-        notes = [as_notes(r.notes) for r in runs]
-        scores = [score(p.item.reference(), n) for p, n in zip(data, notes, strict=True)]
-        agreement = (
-            mean([onset_agreement(o, n) for o, n in zip(offline, notes, strict=True)]),
-            mean([onset_agreement(n, o) for o, n in zip(offline, notes, strict=True)]),
-        )
-        rows.append(_accuracy_row(f"tracker confirm={confirm}", data, scores, runs, agreement))
+def accuracy_rows(data: Sequence[Posteriors], confirms: Sequence[int], default: int) -> list[list[object]]:
+    offline = [offline_notes(p, NoteRules()) for p in data]
+    rows = [_accuracy_row("offline window_notes", data, offline, None, None)]
+    plain = NoteRules(melodia_trick=False)
+    rows.append(_accuracy_row("offline, melodia trick off", data, [offline_notes(p, plain) for p in data], None, None))
+    variants = [(f"tracker confirm={c}", TrackerConfig(confirm_frames=c)) for c in confirms]
+    variants += [
+        (f"tracker confirm={default}, melodia trick off", TrackerConfig(confirm_frames=default, melodia_trick=False)),
+        (f"tracker confirm={default}, inferred onsets off", TrackerConfig(confirm_frames=default, infer_onsets=False)),
+    ]
+    for label, config in variants:
+        runs = [track(p, config) for p in data]
+        rows.append(_accuracy_row(label, data, [as_notes(r.notes) for r in runs], runs, offline))
     return rows
 
 
 ACCURACY_HEADERS = (
-    "method", "onset F1", "onset+off F1", "piano F1", "ensemble F1", "clean F1", "noisy F1",
-    "onset delay p50/p95/max (frames)", "p50/p95 (ms)", "offset delay p50/p95", "offline kept / tracker in offline",
+    "method", "onset P / R / F1", "onset+off F1", "piano / ensemble F1", "clean / noisy F1",
+    "onset delay p50/p95/max (frames)", "p50 / p95 (ms)", "melodia notes: share, delay p50", "offset delay p50/p95",
+    "offline kept / tracker in offline",
 )  # fmt: skip
 
 
 def _accuracy_row(
     label: str,
     data: Sequence[Posteriors],
-    scores: Sequence[Scores],
+    notes: Sequence[Sequence[Note]],
     runs: Sequence[Run] | None,
-    agreement: tuple[float, float] | None,
+    offline: Sequence[Sequence[Note]] | None,
 ) -> list[object]:
+    scores = [score(p.item.reference(), n) for p, n in zip(data, notes, strict=True)]
+
     def f1(keep: str) -> str:
         return points(
             mean([s.onset.f1 for p, s in zip(data, scores, strict=True) if keep in (p.item.group, p.item.variant)])
@@ -173,24 +190,26 @@ def _accuracy_row(
 
     row: list[object] = [
         label,
-        points(mean([s.onset.f1 for s in scores])),
+        " / ".join(points(mean([getattr(s.onset, k) for s in scores])) for k in ("precision", "recall", "f1")),
         points(mean([s.offset.f1 for s in scores])),
-        f1("piano"),
-        f1("ensemble"),
-        f1("clean"),
-        f1("noisy"),
+        f"{f1('piano')} / {f1('ensemble')}",
+        f"{f1('clean')} / {f1('noisy')}",
     ]
-    if runs is None:
-        return [*row, "—", "—", "—", "—"]
-    onset_delays = [n.start_decided - n.start for r in runs for n in r.notes]
+    if runs is None or offline is None:
+        return [*row, "—", "—", "—", "—", "—"]
+    onset_delays = [n.start_decided - n.start for r in runs for n in r.notes if not n.melodia]
+    melodia = [n.start_decided - n.start for r in runs for n in r.notes if n.melodia]
     offset_delays = [n.end_decided - n.end for r in runs for n in r.notes]
     p50, p95 = percentile(onset_delays, 50), percentile(onset_delays, 95)
+    kept = mean([onset_agreement(o, n) for o, n in zip(offline, notes, strict=True)])
+    inside = mean([onset_agreement(n, o) for o, n in zip(offline, notes, strict=True)])
     return [
         *row,
         f"{p50:.0f} / {p95:.0f} / {max(onset_delays)}",
         f"{p50 * MS:.0f} / {p95 * MS:.0f}",
+        f"{100 * len(melodia) / (len(melodia) + len(onset_delays)):.1f} %, {percentile(melodia, 50):.0f}",
         f"{percentile(offset_delays, 50):.0f} / {percentile(offset_delays, 95):.0f}",
-        f"{points(agreement[0])} / {points(agreement[1])}" if agreement else "—",
+        f"{points(kept)} / {points(inside)}",
     ]
 
 
@@ -205,8 +224,8 @@ def velocity_rows(data: Sequence[Posteriors], confirms: Sequence[int]) -> list[l
         full: list[float] = []
         for p in data:
             for n in track(p, TrackerConfig(confirm_frames=confirm)).notes:
-                if n.start_decided - n.start > confirm + 1:
-                    continue  # melodia notes and late commits: not an onset decision
+                if n.melodia:
+                    continue
                 bin_, stop = n.pitch - MIDI_OFFSET, n.start_decided + 1
                 column = p.frames[:, bin_]
                 full.append(127 * float(column[n.start : n.end].mean()))
@@ -342,7 +361,12 @@ SPEED_HEADERS = ("block (frames)", "CPU µs per audio s", f"… with {SPEED_TAIL
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--confirm", type=int, nargs="+", default=list(DEFAULT_CONFIRMS))
-    parser.add_argument("--default", type=int, default=2, help="confirm_frames for the velocity, interim, speed runs")
+    parser.add_argument(
+        "--default",
+        type=int,
+        default=DEFAULT_CONFIRM_FRAMES,
+        help="confirm_frames of the variant, velocity, interim and speed runs",
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each piece of the set")
     parser.add_argument("--interim-items", type=int, default=6, help="items for the ONNX provisional tails (slow)")
     parser.add_argument("--interim-block", type=int, default=4, help="final frames per call in the interim runs")
@@ -359,12 +383,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "whose arrival returned its NoteStart (NoteEnd), frames pushed one at a time. Last column: share of offline "
         "onsets the tracker also has (pitch, ±1 frame) / share of the tracker's onsets offline also has.\n"
     )
-    print(table(ACCURACY_HEADERS, accuracy_rows(data, args.confirm)))
+    print(table(ACCURACY_HEADERS, accuracy_rows(data, args.confirm, args.default)))
     print(
-        "\nVelocity of onset notes (committed within confirm + 1 frames) against 127 × the mean posterior over "
-        "the whole note"
+        "\nVelocity of onset notes (melodia notes left out) at commit time against 127 × the mean posterior over "
+        "the whole note (basic-pitch's velocity, unknown until the note ends)"
     )
-    print(table(VELOCITY_HEADERS, velocity_rows(data, sorted({0, args.default, max(args.confirm)}))))
+    print(table(VELOCITY_HEADERS, velocity_rows(data, sorted({args.default, max(args.confirm)}))))
     print(
         f"\nInterim notes, confirm {args.default}, {args.interim_block} final frames per call, "
         f"{args.provisional_frames} provisional frames after them"
