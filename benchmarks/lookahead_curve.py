@@ -12,7 +12,7 @@ tolerance; onset only, and with offsets). Posteriors come from:
   taps, normalisation span, gain compensation). one_pass is exactly what the streamed evaluation returns.
 
 Run: .venv/bin/python -m benchmarks.lookahead_curve [--lookahead-ms 50 100 150 200 300 500] [--conv-future 0 1 2 3]
-     [--filter-future 2] [--norm-frames 172] [--compensate off] [--fold on] [--pieces …] [--variants clean noisy]
+     [--filter-future 8] [--norm-frames 86] [--compensate off] [--fold on] [--pieces …] [--variants clean noisy]
 """
 
 from __future__ import annotations
@@ -158,8 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--lookahead-ms", type=float, nargs="+", default=[50, 100, 150, 200, 300, 500])
     parser.add_argument("--conv-future", type=int, nargs="+", default=[0, 1, 2, 3])
-    parser.add_argument("--filter-future", type=int, nargs="+", default=[2])
-    parser.add_argument("--norm-frames", type=int, nargs="+", default=[172])
+    parser.add_argument("--filter-future", type=int, nargs="+", default=[8])
+    parser.add_argument("--norm-frames", type=int, nargs="+", default=[86])
     parser.add_argument("--compensate", nargs="+", choices=ON_OFF, default=["off"])
     parser.add_argument("--fold", nargs="+", choices=ON_OFF, default=["on"])
     parser.add_argument("--seconds", type=float, default=20.0, help="excerpt length per piece")

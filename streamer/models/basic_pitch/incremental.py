@@ -41,12 +41,12 @@ FULL_FUTURE = {"contour": 1, "contour_out": 2, "note_hidden": 3, "note_out": 3, 
 
 @dataclass(frozen=True, slots=True)
 class StreamingConfig:
-    lookahead_frames: int = 12  # frame t is final lookahead_frames·256 samples after its centre sample
+    lookahead_frames: int = 17  # frame t is final lookahead_frames·256 samples (197 ms) after its centre sample
     conv_future: int = 2  # future time taps each conv layer keeps (0–3; ≥ 3 keeps them all)
-    filter_future: int = 2  # future taps of the decimation low-pass filter (0–128)
+    filter_future: int = 8  # future taps of the decimation low-pass filter (0–128)
     compensate: bool = False  # rescale cut CQT kernels and filters to keep a steady tone's level
     fold: bool = True  # cut conv taps' weights go to the last kept tap (input assumed to hold still)
-    norm_frames: int = 172  # trailing span of the min/max normalisation, frames including the frame itself
+    norm_frames: int = 86  # trailing span of the min/max normalisation, frames including the frame itself
     block_frames: int = 4  # frames of audio per stream per step
 
     def __post_init__(self) -> None:
