@@ -34,15 +34,16 @@ from streamer.models.basic_pitch.weights import load_weights
 WARM_S = 1.0  # audio streamed before timing starts (past every stream's start-up)
 
 
-def streamed_ms(net: StreamingNetwork, audio: np.ndarray, warm: int, timed: int) -> float:
-    """CPU milliseconds of `timed` steps of fresh streams (one per row of `audio`) after `warm` untimed steps."""
+def streamed_ms(net: StreamingNetwork, audio: np.ndarray, warm: int, timed: int, provisional: bool = False) -> float:
+    """CPU milliseconds of `timed` steps of fresh streams (one per row of `audio`) after `warm` untimed steps;
+    `provisional`: every stream also asks for its provisional tail."""
     b = net.block_samples
     states = [net.new_state() for _ in range(len(audio))]
     for k in range(warm):
         net.step(states, audio[:, k * b : (k + 1) * b])
     began = time.process_time()
     for k in range(warm, warm + timed):
-        net.step(states, audio[:, k * b : (k + 1) * b])
+        net.step(states, audio[:, k * b : (k + 1) * b], [provisional] * len(states))
     return 1000 * (time.process_time() - began)
 
 
@@ -66,20 +67,20 @@ def audio_for(streams: int, seconds: float) -> np.ndarray:
 def streaming_rows(args: argparse.Namespace) -> list[list[object]]:
     weights = load_weights()
     rows: list[list[object]] = []
-    for block_frames in args.blocks:
+    default = StreamingConfig().block_frames
+    runs = [(block, batch, False) for block in args.blocks for batch in args.batches]
+    runs += [(default, batch, True) for batch in args.batches]
+    for block_frames, batch, provisional in runs:
         net = StreamingNetwork(weights, replace(StreamingConfig(), block_frames=block_frames))
         b = net.block_samples
-        for batch in args.batches:
-            audio = audio_for(batch, WARM_S + args.seconds)
-            warm, timed = int(WARM_S * SAMPLE_RATE) // b, int(args.seconds * SAMPLE_RATE) // b
-            ms = float(np.median([streamed_ms(net, audio, warm, timed) for _ in range(args.repeat)]))
-            audio_s = timed * b / SAMPLE_RATE
-            per = ms / audio_s / batch
-            rows.append(
-                ["streaming numpy", batch, f"{block_frames} ({1000 * b / SAMPLE_RATE:.0f} ms)", f"{ms / timed:.2f}",
-                 f"{per:.1f}", "-", "-"]
-            )  # fmt: skip
-            print(table(HEADERS, rows[-1:]), flush=True)
+        audio = audio_for(batch, WARM_S + args.seconds)
+        warm, timed = int(WARM_S * SAMPLE_RATE) // b, int(args.seconds * SAMPLE_RATE) // b
+        ms = float(np.median([streamed_ms(net, audio, warm, timed, provisional) for _ in range(args.repeat)]))
+        per = ms / (timed * b / SAMPLE_RATE) / batch
+        path = "streaming numpy" + (" + provisional tails" if provisional else "")
+        block = f"{block_frames} ({1000 * b / SAMPLE_RATE:.0f} ms)"
+        rows.append([path, batch, block, f"{ms / timed:.2f}", f"{per:.1f}", "-", "-"])
+        print(table(HEADERS, rows[-1:]), flush=True)
     return rows
 
 

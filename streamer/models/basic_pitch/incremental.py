@@ -3,15 +3,23 @@
 The streaming network is defined by its one-pass evaluation over a whole stream (`StreamingNetwork.one_pass`),
 which differs from the windowed ONNX model in two ways that a live stream forces:
 
-- Look-ahead. Frame t (centred on sample 256·t, time t·256/22050 s) is final once the audio up to sample
-  256·(t + lookahead_frames) − 1 has arrived: `lookahead_s` after its own time. Of that budget, the conv stacks
-  take F frames: every conv layer uses at most `conv_future` of its future time taps (the later ones are cut), so
-  the onset output looks F = f(onset_out) + max(f(onset_hidden), f(contour) + f(contour_out) + f(note_hidden) +
-  f(note_out)) frames ahead (F = 0, 5, 8, 10 for conv_future = 0, 1, 2, 3; 10 is the uncut model). The CQT gets the
-  rest, lookahead_frames − F ≥ 1 frames, spent as streaming_cqt.py describes (`filter_future` low-pass taps, the
-  rest on the kernels).
+- Look-ahead. Frame t is final once the audio up to sample 256·(t + lookahead_frames) − 1 has arrived, i.e.
+  `lookahead_s` after the frame's time t·256/22050 s. Of that budget the conv stacks take F frames: every conv
+  layer keeps at most `conv_future` of its future time taps, so the onset output looks F = f(onset_out) +
+  max(f(onset_hidden), f(contour) + f(contour_out) + f(note_hidden) + f(note_out)) frames ahead (F = 0, 5, 8, 10
+  for conv_future = 0, 1, 2, 3; 10 is the uncut model). A cut tap's weights are added to the last kept tap (`fold`):
+  the layer reads its newest known input frame in place of the ones it may not wait for. Dropping them instead
+  (zeros, as at a window's edge) halves onset F1 or worse (benchmarks/lookahead_curve.py). The CQT gets the rest,
+  lookahead_frames − F ≥ 1 frames, spent as streaming_cqt.py describes (`filter_future` low-pass taps, the rest on
+  the kernels, whose taps beyond are dropped).
 - Normalisation. The windowed model scales each window's dB by that window's own min and max. Here frame t is
   scaled by the min and max over frames max(0, t − norm_frames + 1) … t: a trailing span, known when t is.
+
+Time. Frame t is at t·256/22050 s from the stream's first sample: every CQT kernel of frame t is centred on sample
+256·t (as in the windowed model, where window frame i is centred on the window's sample 256·i), so its posteriors
+describe the audio around that instant. They read samples up to 256·(t + lookahead_frames) − 1 and, through the
+lowest octave's kernels and its eight decimations, back about 2.4 s, plus the convs' past taps (9 frames) and the
+normalisation span.
 
 The stream is silence before its first sample and, when it finishes, after its last; every conv layer sees zeros
 for frames before frame 0 (as a window's "same" padding does at its start). A stream of N samples has frames
@@ -24,7 +32,6 @@ layer keeps only the few past frames its taps need, so a stream's state has a fi
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -101,6 +108,17 @@ class StreamState:
     high: np.ndarray  # per-frame dB maximum (−inf: before the stream)
     carry: dict[str, np.ndarray]  # per conv input (or delay line): its last frames
     finished: bool = False
+
+    def clone(self) -> StreamState:
+        return StreamState(
+            self.frames,
+            self.emitted,
+            [a.copy() for a in self.cqt],
+            self.low.copy(),
+            self.high.copy(),
+            {name: a.copy() for name, a in self.carry.items()},
+            self.finished,
+        )
 
 
 class _Plan:
@@ -188,7 +206,7 @@ class StreamingNetwork:
         out = [self._final(state, note[i], onset[i]) for i, state in enumerate(states)]
         wanted = [i for i, p in enumerate(provisional or ()) if p]
         if wanted:
-            clones = [copy.deepcopy(states[i]) for i in wanted]
+            clones = [states[i].clone() for i in wanted]
             tails = self._drain(clones, [c.frames for c in clones])
             for i, (tail_note, tail_onset) in zip(wanted, tails, strict=True):
                 out[i].provisional_note, out[i].provisional_onset = tail_note, tail_onset
