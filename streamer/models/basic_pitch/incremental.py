@@ -122,11 +122,12 @@ class StreamState:
 
 
 class _Plan:
-    """Frame bookkeeping of the conv stacks: each stage's lag behind the CQT frames and its carried frames."""
+    """Frame bookkeeping of the conv stacks: each stage's lag behind the CQT frames, and the delays that give
+    onset_out its two inputs at the same frames."""
 
     def __init__(self, layers: Layers) -> None:
         f = {name: getattr(layers, name).future for name in FULL_FUTURE}
-        self.lag = {"stack": 0, "contour": f["contour"], "onset_hidden": f["onset_hidden"]}
+        self.lag = {"contour": f["contour"], "onset_hidden": f["onset_hidden"]}
         self.lag["contour_out"] = self.lag["contour"] + f["contour_out"]
         self.lag["note_hidden"] = self.lag["contour_out"] + f["note_hidden"]
         self.lag["note_out"] = self.lag["note_hidden"] + f["note_out"]
@@ -222,37 +223,37 @@ class StreamingNetwork:
             raise ValueError(f"the tail must be shorter than a block ({self.block_samples} samples)")
         end = -(-(state.frames * cqt.FRAME_SAMPLES + len(tail)) // cqt.FRAME_SAMPLES)
         start = state.emitted
-        (notes, onsets), *_ = self._drain([state], [end], first=tail if len(tail) else None)
+        parts = []
+        if len(tail):
+            block = np.zeros((1, self.block_samples), np.float32)
+            block[0, : len(tail)] = tail
+            note, onset = self._advance([state], block)
+            done = self._final(state, note[0], onset[0])
+            parts.append((done.note, done.onset))
+        (notes, onsets), *_ = self._drain([state], [end])
         state.finished = True
+        count = end - start
+        notes = np.concatenate([*(p[0] for p in parts), notes])[:count]
+        onsets = np.concatenate([*(p[1] for p in parts), onsets])[:count]
         return FrameBlock(start, notes, onsets)
 
-    def _drain(
-        self, states: list[StreamState], ends: list[int], first: np.ndarray | None = None
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Feed silence (after `first`, if given) until every state's frames before ends[i] are final; returns
-        those frames from each state's first unreturned frame. Consumes the states."""
+    def _drain(self, states: list[StreamState], ends: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Feed silence until every state's frames before ends[i] are final (batched over the states that still
+        need some); returns each state's frames from its first unreturned one up to ends[i]. Consumes the states."""
         collected: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in states]
         starts = [s.emitted for s in states]
-        block = np.zeros((len(states), self.block_samples), np.float32)
-        if first is not None:
-            block[0, : len(first)] = first
-        while True:
-            todo = [i for i, s in enumerate(states) if s.emitted < ends[i]]
-            if not todo and first is None:
-                break
-            todo = todo or [0]
-            note, onset = self._advance([states[i] for i in todo], block[: len(todo)])
+        silence = np.zeros((len(states), self.block_samples), np.float32)
+        while todo := [i for i, s in enumerate(states) if s.emitted < ends[i]]:
+            note, onset = self._advance([states[i] for i in todo], silence[: len(todo)])
             for row, i in enumerate(todo):
                 done = self._final(states[i], note[row], onset[row])
                 collected[i].append((done.note, done.onset))
-            block[:] = 0
-            first = None
         out = []
         for i, parts in enumerate(collected):
-            count = ends[i] - starts[i]
-            notes = np.concatenate([p[0] for p in parts])[:count] if parts else np.zeros((0, network.N_PITCHES))
-            onsets = np.concatenate([p[1] for p in parts])[:count] if parts else np.zeros((0, network.N_PITCHES))
-            out.append((notes.astype(np.float32), onsets.astype(np.float32)))
+            count = max(ends[i] - starts[i], 0)
+            notes = [p[0] for p in parts] or [np.zeros((0, network.N_PITCHES), np.float32)]
+            onsets = [p[1] for p in parts] or [np.zeros((0, network.N_PITCHES), np.float32)]
+            out.append((np.concatenate(notes)[:count], np.concatenate(onsets)[:count]))
         return out
 
     def _final(self, state: StreamState, note: np.ndarray, onset: np.ndarray) -> FrameBlock:
@@ -275,14 +276,14 @@ class StreamingNetwork:
         history = [np.stack([s.cqt[k] for s in states]) for k in range(len(self.front.levels))]
         db, history = self.front.step(history, blocks)
         for i, s in enumerate(states):
-            s.cqt = [h[i] for h in history]
+            s.cqt = [h[i].copy() for h in history]  # a copy: a view would keep the whole batch's buffer alive
 
         stack = self._normalised_stack(states, db, base)
         carry = {name: np.stack([s.carry[name] for s in states]) for name in states[0].carry}
 
         def run(name: str, layer: Conv2d, x: np.ndarray, lag: int) -> np.ndarray:
             joined = np.concatenate([carry[name], x], axis=1)
-            carry[name] = joined[:, b:] if layer.taps - 1 else joined[:, :0]
+            carry[name] = joined[:, b:]
             return _zero_before_start(layer(joined), base - lag)
 
         def delay(name: str, x: np.ndarray) -> np.ndarray:
@@ -299,7 +300,7 @@ class StreamingNetwork:
         onset = run("onset_out", layers.onset_out, joined, plan.lag["onset_out"])
         note = delay("final_note", note)  # the note rows of the frames whose onsets are now final
         for i, s in enumerate(states):
-            s.carry = {name: c[i] for name, c in carry.items()}
+            s.carry = {name: c[i].copy() for name, c in carry.items()}
         return note[..., 0], onset[..., 0]
 
     def _normalised_stack(self, states: Sequence[StreamState], db: np.ndarray, base: np.ndarray) -> np.ndarray:

@@ -186,6 +186,7 @@ def test_state_memory_is_bounded(weights: Weights, music: np.ndarray) -> None:
 
     def size(s: StreamState) -> int:
         arrays = [*s.cqt, s.low, s.high, *s.carry.values()]
+        assert all(a.base is None for a in arrays), "a view would keep a whole batch's buffer alive"
         return sum(a.nbytes for a in arrays)
 
     sizes = []
