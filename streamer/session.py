@@ -180,6 +180,19 @@ class Session:
             return self._stop()
         return Output()
 
+    def on_give_up(self) -> Output:
+        """Shutdown ran out of time: the jobs still out count as skipped, and the session finishes now (what was
+        committed stays; notes still sounding end here; `done`; close 1001)."""
+        if self.state is State.DONE:
+            return Output()
+        out = self.on_shutdown()
+        if self.state is not State.STOPPING:
+            return out
+        self.windows_skipped += len(self._outstanding)
+        self._outstanding.clear()
+        self._results.clear()
+        return out.extend(self._finish())
+
     def on_disconnect(self) -> list[p.NoteEvent]:
         """The connection is gone (or a fatal error ended the session): end every sounding note now, for the MIDI
         sinks; nothing more is committed."""
@@ -305,7 +318,8 @@ class Session:
 
     def _jobs(self, planned: list[PlannedWindow]) -> Output:
         out = Output()
-        live = not self._pace.upload
+        # "allow" treats a fast client like a live one: its queue is bounded by merging, never by waiting.
+        live = not self._pace.upload or self._limits.faster_than_realtime == "allow"
         for window in planned:
             self._outstanding[self._seq] = window
             out.jobs.append(Job(self._seq, window.window, live))

@@ -41,6 +41,7 @@ GUARD = web.AppKey("guard", ConnectionGuard)
 OVERSIZE_FACTOR = 4
 HEARTBEAT_S = 20.0
 SERVER_HEADER = "streamer"
+GIVE_UP_RESERVE_S = 1.0  # at most this much of the shutdown grace is kept for sessions to close
 STATIC_PREFIX = "/static/"
 
 
@@ -207,15 +208,20 @@ async def _stop_sessions(app: web.Application) -> None:
 
 async def drain(app: web.Application, stream_s: float, grace_s: float) -> None:
     """SIGTERM: refuse new sessions (readiness fails at once); live sessions keep streaming for `stream_s` (their
-    clients may move to another server meanwhile); then every session commits, gets `done` and 1001. Returns when
-    all sessions ended or `grace_s` passed."""
+    clients may move to another server meanwhile); then every session commits, gets `done` and 1001. Sessions whose
+    last windows are still queued near the end of `grace_s` finish without them. Returns when all sessions ended or
+    `grace_s` passed."""
     state = app[STATE]
     state.accepting = False
     deadline = time.monotonic() + grace_s
-    await state.sessions_ended(stream_s)
+    reserve = min(GIVE_UP_RESERVE_S, grace_s / 4)  # for sessions to send their last messages and close
+    await state.sessions_ended(min(stream_s, max(0.0, deadline - reserve - time.monotonic())))
     for connection in list(state.connections):
         connection.shutdown()
-    await state.sessions_ended(max(0.0, deadline - time.monotonic()))
+    if not await state.sessions_ended(max(0.0, deadline - reserve - time.monotonic())):
+        for connection in list(state.connections):
+            connection.give_up()
+        await state.sessions_ended(max(0.0, deadline - time.monotonic()))
 
 
 async def serve(config: Config, app: web.Application, ssl_context: ssl.SSLContext | None = None) -> None:

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from streamer import protocol as p
 from streamer.errors import FrameTooLarge, NotReading, StreamerError
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK_S = 0.5  # how often a quiet session's deadlines are checked, and a throttled one's socket
+SHUTDOWN_CLOSE_S = 0.5  # at shutdown, how long the last messages and the close handshake may take
 WS_MESSAGE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 
@@ -59,6 +60,7 @@ class Connection:
         self._wake = asyncio.Event()  # a result came back, or the server is shutting down
         self._opening: asyncio.Task[None] | None = None  # the session's MIDI sinks being opened
         self._close_code: int | None = None
+        self._close_wait = state.config.limits.close_timeout_s
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write_loop())
@@ -73,46 +75,73 @@ class Connection:
         finally:
             await self._release()
             self._outbox.put_nowait(None)
-            timeout = self.state.config.limits.close_timeout_s
+            # A client that does not read (or is stuck sending) must not hold the server: bounded waits.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer, timeout)
+                await asyncio.wait_for(writer, self._close_wait)
             if not self.ws.closed:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.ws.close(code=self._close_code or 1000), timeout)
+                    await asyncio.wait_for(self.ws.close(code=self._close_code or 1000), self._close_wait)
 
     def shutdown(self) -> None:
         """Server shutdown: commit what was heard, send `done`, close with 1001."""
+        self._close_wait = min(self._close_wait, SHUTDOWN_CLOSE_S)
         self._act(self.session.on_shutdown())
         self._wake.set()
 
+    def give_up(self) -> None:
+        """Shutdown is out of time: finish now without the windows still queued (they count as skipped)."""
+        self._close_wait = min(self._close_wait, SHUTDOWN_CLOSE_S)
+        if self._stream is not None:
+            self._stream.close()
+        self._act(self.session.on_give_up())
+        self._wake.set()
+
     async def _read_loop(self) -> None:
+        """Read and feed the session. Ticks come from our own timer, not from the socket's receive timeout: a
+        client's pings would restart that, and a session that only pings must still time out."""
+        receiving: asyncio.Future[Any] | None = None
+        try:
+            while self._close_code is None:
+                if receiving is None and self.session.throttled:
+                    await self._wait_for_room()
+                    continue
+                if receiving is None:
+                    receiving = asyncio.ensure_future(self.ws.receive())
+                self._wake.clear()
+                waking = asyncio.ensure_future(self._wake.wait())
+                done, _ = await asyncio.wait({receiving, waking}, timeout=TICK_S, return_when=asyncio.FIRST_COMPLETED)
+                waking.cancel()
+                if receiving not in done:
+                    self._act(self.session.on_tick(time.monotonic()))
+                    continue
+                msg, receiving = receiving.result(), None
+                if not await self._handle(msg):
+                    return
+        finally:
+            if receiving is not None:
+                receiving.cancel()
+
+    async def _handle(self, msg: WSMessage) -> bool:
+        """One message from the socket; False when the socket is closed."""
         session = self.session
-        while self._close_code is None:
-            if session.throttled:
-                await self._wait_for_room()
-                continue
-            try:
-                msg = await self.ws.receive(timeout=TICK_S)
-            except TimeoutError:
-                self._act(session.on_tick(time.monotonic()))
-                continue
-            now = time.monotonic()
-            if msg.type == WSMsgType.BINARY:
-                before = session.audio_seconds
-                self._act(session.on_audio(msg.data, now))
-                self.state.metrics.audio_seconds.inc(max(0.0, session.audio_seconds - before))
-            elif msg.type == WSMsgType.TEXT:
-                self._act(session.on_message(msg.data, now))
-                if self._opening is not None:  # `start`: no audio is read before the session's sinks are open
-                    await self._opening
-            elif msg.type == WSMsgType.ERROR:
-                error = self.ws.exception()
-                if getattr(error, "code", None) != WS_MESSAGE_TOO_BIG:
-                    raise ConnectionResetError(str(error))
-                limit = self.state.config.limits.max_frame_bytes
-                self._act(session.on_error(FrameTooLarge(f"message exceeds the {limit}-byte limit")))
-            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                return
+        now = time.monotonic()
+        if msg.type == WSMsgType.BINARY:
+            before = session.audio_seconds
+            self._act(session.on_audio(msg.data, now))
+            self.state.metrics.audio_seconds.inc(max(0.0, session.audio_seconds - before))
+        elif msg.type == WSMsgType.TEXT:
+            self._act(session.on_message(msg.data, now))
+            if self._opening is not None:  # `start`: no audio is read before the session's sinks are open
+                await self._opening
+        elif msg.type == WSMsgType.ERROR:
+            error = self.ws.exception()
+            if getattr(error, "code", None) != WS_MESSAGE_TOO_BIG:
+                raise ConnectionResetError(str(error))
+            limit = self.state.config.limits.max_frame_bytes
+            self._act(session.on_error(FrameTooLarge(f"message exceeds the {limit}-byte limit")))
+        elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            return False
+        return True
 
     async def _wait_for_room(self) -> None:
         """An upload waits here for the model (TCP backpressure), watching its socket and the deadlines."""
