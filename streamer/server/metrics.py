@@ -52,6 +52,9 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.midi_dropped = Gauge(
+            "streamer_midi_messages_dropped", "MIDI messages that never reached the MIDI system", registry=r
+        )
         self.midi_file_errors = Counter(
             "streamer_midi_file_errors", "Session MIDI files that could not be written", registry=r
         )

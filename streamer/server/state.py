@@ -52,6 +52,7 @@ class ServerState:
         self.connections: set[Connection] = set()
         self._per_client: Counter[str] = Counter()
         self._sinks = sinks
+        self.metrics.midi_dropped.set_function(lambda: sinks.midi_dropped if sinks is not None else 0)
         self.accepting = True
         self.stop_timeout = config.server.shutdown_grace_s  # what engines get to finish at shutdown
         self._empty = asyncio.Event()

@@ -33,6 +33,11 @@ class SessionSinks:
             sinks.append(MidiFileSink(session_id, self.config.files_dir))
         return sinks
 
+    @property
+    def midi_dropped(self) -> int:
+        """MIDI messages that never reached the MIDI system (counted by the ports)."""
+        return self._ports.dropped if self._ports is not None else 0
+
     def close(self) -> None:
         """Server shutdown: note-offs and All Notes Off for anything still sounding, then the ports."""
         if self._ports is not None:

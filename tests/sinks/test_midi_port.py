@@ -12,6 +12,7 @@ from streamer.errors import ConfigError
 from streamer.protocol import NoteOff, NoteOn
 from streamer.sinks import midi_port
 from streamer.sinks.midi_port import MidiPort, MidiPortManager, list_backends, resolve_backend
+from streamer.sinks.midi_render import MidiRenderer
 
 HAVE_ALSA_SEQ = os.path.exists(midi_port.ALSA_SEQUENCER)
 
@@ -229,3 +230,47 @@ def test_client_side_port_plays_received_events_and_closes_with_its_session(jack
     assert recorder.expect(5) == [off(1, 43), off(0, 62), all_off(0), all_off(1), all_off(9)]
     sink.port.wait_closed()
     assert "laptop:laptop" not in jack_outputs()
+
+
+def test_a_burst_of_hundreds_of_events_reaches_an_independent_jack_recorder_whole(jack_server, tmp_path):
+    """A dense window commits hundreds of events at once; JACK drops what does not fit in a period's buffer unless
+    they are paced. Recorded by `jack_midi_dump`, another process, as the red team did: nothing missing, in order."""
+    import subprocess
+    import time
+
+    port = MidiPort("streamer-burst", "jack")
+    sink = port.sink("s1")
+    dump_log = (tmp_path / "dump.txt").open("w")
+    dump = subprocess.Popen(["jack_midi_dump"], stdout=dump_log, stderr=subprocess.DEVNULL)
+    try:
+        names = lambda: subprocess.run(["jack_lsp"], capture_output=True, text=True).stdout.split("\n")  # noqa: E731
+        deadline = time.monotonic() + 10
+        while not [n for n in names() if "midi_dump" in n or "midi-monitor" in n]:
+            assert time.monotonic() < deadline, names()
+            time.sleep(0.05)
+        source = next(n for n in names() if n.startswith("streamer-burst"))
+        target = next(n for n in names() if "midi_dump" in n or "midi-monitor" in n)
+        subprocess.run(["jack_connect", source, target], check=True)
+        events = []
+        for i in range(300):  # 300 notes committed in one message: 600 events, one program change
+            events += [NoteOn(i, i * 0.001, 30 + i % 60, 64 + i % 60, 0, False), NoteOff(i, i * 0.001 + 0.0005)]
+        sink.send(events)
+        expected = 1 + 600
+        deadline = time.monotonic() + 10
+        while True:
+            dump_log.flush()
+            lines = [line for line in (tmp_path / "dump.txt").read_text().splitlines() if ": " in line]
+            if len(lines) >= expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    finally:
+        sink.close()
+        port.close()
+        port.wait_closed(5)
+        dump.terminate()
+        dump.wait(5)
+        dump_log.close()
+    received = [bytes.fromhex(" ".join(line.split(": ", 1)[1].split()[:3])) for line in lines]
+    assert len(received) == expected, f"{len(received)} of {expected} messages recorded"
+    sent = [bytes(m.bytes()) for m in MidiRenderer().render(events)]
+    assert received == sent and port.dropped == 0
