@@ -156,7 +156,12 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(f"{path} holds Python objects besides tensors, which are not loaded: {error}") from error
+        # torch's message is a page long; the line naming the refused class or opcode is what a user needs.
+        reason = next((line for line in str(error).splitlines() if "Unsupported" in line), str(error).splitlines()[0])
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: corrupt, or holds Python objects besides tensors (never unpickled): "
+            f"{reason.strip()}"
+        ) from error
     # Other failures of a corrupt or foreign file (truncated zip, a class whose module is missing).
     except (RuntimeError, OSError, EOFError, ImportError, AttributeError, ValueError) as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {error!r}") from error

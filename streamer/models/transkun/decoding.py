@@ -1,9 +1,10 @@
 """From Transkun's scores to window-relative notes and pedals.
 
 Each output track (2 pedals, 88 keys) is a semi-Markov chain of non-overlapping intervals [b, e] of frames
-(the neural semi-CRF of Yan et al., NeurIPS 2021): the best set of intervals maximises the sum of their scores,
-frames outside intervals scoring 0. One-frame intervals are scored on their own and are taken whenever their
-score is positive, in addition to the chain (an interval may begin on the frame where the previous one ended).
+(the neural semi-CRF of Yan et al., NeurIPS 2021): a path walks from the first frame to the last, each step
+either moving on one frame (scoring 0) or taking an interval [b, e], b < e, and continuing from e (so an interval
+may begin where the previous one ended). One-frame intervals are scored on their own: one is taken on every frame
+the path stands on (not inside an interval) where its score is positive. The best path maximises the sum.
 
 The maximisation runs backwards in time on the model's device for all windows and tracks at once, one step
 per frame; the chosen intervals are read back on the host. Each interval then gets a velocity (the most likely
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from streamer.models.device_io import to_host
 from streamer.models.transkun.spec import FRAME_S, TRACK_CODES
 from streamer.notes import WindowNote
 
@@ -44,29 +46,32 @@ class Interval:
     end: int
 
 
-def best_intervals(interval: Tensor, single: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Backward max-sum over (frames, frames, chains) interval scores [b, e, chain] and (frames, chains)
-    one-frame scores. Returns, on the host, the choice at each frame (−1: no interval begins here, else the
-    end frame of the interval that does), shape (frames − 1, chains), and the one-frame intervals taken."""
-    frames, chains = single.shape
-    best = torch.empty(frames, chains, dtype=interval.dtype, device=interval.device)
-    choice = torch.empty(frames - 1, chains, dtype=torch.int64, device=interval.device)
+def best_intervals(products: Tensor, single: Tensor, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Backward max-sum for every chain at once. `products` (chains, frames, frames) and `single` (chains,
+    frames) come from the scorer: interval [b, e] scores products[b, e] · (e − b) · scale. Returns, on the host,
+    the choice at each frame (−1: no interval begins here, else the end frame of the interval that does), shape
+    (chains, frames − 1), and the one-frame intervals taken, (chains, frames)."""
+    chains, frames = single.shape
+    length = torch.arange(frames, device=single.device, dtype=products.dtype) * scale
+    best = torch.empty(chains, frames, dtype=products.dtype, device=single.device)
+    choice = torch.empty(chains, frames - 1, dtype=torch.int64, device=single.device)
     bonus = single.clamp(min=0)
-    best[frames - 1] = bonus[frames - 1]
+    best[:, frames - 1] = bonus[:, frames - 1]
     for p in range(frames - 2, -1, -1):
         # Candidate 0 continues without an interval; candidate i ≥ 1 takes [p, p + i] and continues from p + i.
-        candidates = torch.cat([best[p + 1 : p + 2], best[p + 1 :] + interval[p, p + 1 :]])
-        value, index = candidates.max(dim=0)
-        best[p] = value + bonus[p]
-        choice[p] = torch.where(index > 0, index + p, -1)
-    return choice.cpu().numpy(), (single > 0).cpu().numpy()
+        span = products[:, p, p + 1 :] * length[1 : frames - p]
+        candidates = torch.cat([best[:, p + 1 : p + 2], best[:, p + 1 :] + span], dim=1)
+        value, index = candidates.max(dim=1)
+        best[:, p] = value + bonus[:, p]
+        choice[:, p] = torch.where(index > 0, index + p, -1)
+    return to_host(choice).numpy(), to_host(single > 0).numpy()
 
 
 def trace(choice: np.ndarray, taken: np.ndarray, chain: int) -> list[tuple[int, int]]:
     """One chain's intervals, in time order, from frame 0 along the choices made by `best_intervals`."""
-    last = taken.shape[0] - 1
-    begins = choice[:, chain]
-    singles = taken[:, chain]
+    last = taken.shape[1] - 1
+    begins = choice[chain]
+    singles = taken[chain]
     stops = np.flatnonzero((begins >= 0) | singles[:-1])  # frames where something happens
     result: list[tuple[int, int]] = []
     frame, k = 0, 0

@@ -28,7 +28,7 @@ from streamer.models.transkun.checkpoints import (
 from streamer.models.transkun.decoding import Interval, best_intervals, refinement, trace, window_notes
 from streamer.models.transkun.frontend import frame_count
 from streamer.models.transkun.network import TranskunNetwork
-from streamer.models.transkun.spec import FRAME_HOP, SAMPLE_RATE, WINDOW_FRAMES, transkun_spec
+from streamer.models.transkun.spec import SAMPLE_RATE, WINDOW_SAMPLES, transkun_spec
 from streamer.notes import WindowNote
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -41,7 +41,7 @@ class TranskunOptions:
     """The `[model]` table of configs/transkun.toml (docs/models.md)."""
 
     checkpoint: str = ""  # a Transkun .pt with its .conf beside it; "": the transkun wheel's pretrained/2.0.pt
-    window: float = 0.0  # seconds, rounded to whole frames; 0: the measured default (spec.WINDOW_FRAMES)
+    window: float = 0.0  # seconds; 0: the training segment, 16 s, the only length measured to be accurate
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:N"
     dtype: str = "float32"  # of the network after the front end: float32, bfloat16, float16
     threads: int = 0  # torch intra-op threads (process-wide); 0: torch's default (one per core)
@@ -64,14 +64,14 @@ class TranskunOptions:
             raise ConfigError("window, threads and max_batch must not be negative")
 
     @property
-    def window_frames(self) -> int:
-        return round(self.window * SAMPLE_RATE / FRAME_HOP) if self.window else WINDOW_FRAMES
+    def window_samples(self) -> int:
+        return round(self.window * SAMPLE_RATE) if self.window else WINDOW_SAMPLES
 
 
 class TranskunModel(Model):
     def __init__(self, network: TranskunNetwork, options: TranskunOptions | None = None) -> None:
         self.options = options or TranskunOptions()
-        self.spec = transkun_spec(self.options.window_frames * FRAME_HOP)
+        self.spec = transkun_spec(self.options.window_samples)
         if self.spec.window_s < self.spec.commit_margin_s + self.spec.min_hop_s:
             raise ConfigError(f"window = {self.spec.window_s:.2f} s leaves no room for a commit region")
         self.device = _device(self.options.device)
@@ -100,12 +100,12 @@ class TranskunModel(Model):
         audio = to_device(np.stack([self._window_audio(r.audio) for r in batch]), self.device)
         context = self.network(audio)  # (windows, tracks, frames, size)
         windows, tracks, frames, _ = context.shape
-        interval, single = self.network.scorer(context)
-        # Chains are (window, track) pairs; the search wants (begin, end, chain) and (frame, chain), float32.
-        interval = interval.flatten(0, 1).permute(1, 2, 0).float().contiguous()
-        single = single.flatten(0, 1).T.float().contiguous()
-        choice, taken = best_intervals(interval, single)
-        del interval
+        products, single = self.network.scorer(context)
+        # Chains are (window, track) pairs, searched in float32 whatever the network's dtype.
+        choice, taken = best_intervals(
+            products.flatten(0, 1).float(), single.flatten(0, 1).float(), self.network.scorer.scale
+        )
+        del products
         found = [
             Interval(chain // tracks, chain % tracks, begin, end)
             for chain in range(windows * tracks)
@@ -161,9 +161,13 @@ def load_network(checkpoint: Path | None = None) -> TranskunNetwork:
 
 
 def _quantized(network: TranskunNetwork, device: torch.device) -> TranskunNetwork:
+    """Dynamic int8 for the transformer layers' linear maps (most of the compute). Quantising the position
+    embeddings, the scorer or the heads as well loses almost every note (measured)."""
     if device.type != "cpu":
         raise ConfigError("quantize = true is for the CPU (dynamic int8); on CUDA use dtype = bfloat16")
-    return torch.ao.quantization.quantize_dynamic(network, {torch.nn.Linear}, dtype=torch.qint8)
+    layers = network.backbone.layers
+    network.backbone.layers = torch.ao.quantization.quantize_dynamic(layers, {torch.nn.Linear}, dtype=torch.qint8)
+    return network
 
 
 def _device(value: str) -> torch.device:

@@ -34,6 +34,7 @@ PATCH_PAD_TIME = (4, 3)
 PATCH_PAD_BANDS = (2, 1)
 PATCH_STRIDES = ((2, 1), (2, 2), (2, 2), (1, 1))
 GROUPS = 4  # GroupNorm groups after each patch convolution
+CPU_TOKEN_CHUNK = 1024  # tokens per MLP call on the CPU (1024 × 1024 hidden floats: 4 MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +108,13 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, memory: Tensor) -> Tensor:
         q, k, v = (self._heads(t) for t in (self.query(x), self.key(memory), self.value(memory)))
-        mixed = F.scaled_dot_product_attention(q, k, v)
-        return self.out(mixed.transpose(-2, -3).flatten(-2))
+        mixed = F.scaled_dot_product_attention(q, k, v)  # (sequences, heads, length, head size)
+        return self.out(mixed.transpose(1, 2).reshape((*x.shape[:-1], -1)))
 
     def _heads(self, x: Tensor) -> Tensor:
-        return x.unflatten(-1, (self.heads, -1)).transpose(-2, -3)
+        # Leading dims folded into one: SDPA's fused CPU kernel takes 4-d inputs only (5-d falls back to the
+        # unfused math path, 3× slower here).
+        return x.reshape(-1, x.shape[-2], self.heads, x.shape[-1] // self.heads).transpose(1, 2)
 
 
 class Residual(nn.Module):
@@ -127,6 +130,21 @@ class Residual(nn.Module):
         return x + self.module(normed, *memory) * self.scale
 
 
+class TokenwiseResidual(Residual):
+    """A residual MLP, which treats tokens independently, run over chunks of tokens on the CPU: the 4× wider
+    hidden activations of a chunk stay in cache instead of filling (and page-faulting) fresh 50 MB buffers
+    (measured: the MLPs ~35% faster on a 2-core CPU, docs/models.md). Other devices take all tokens at once."""
+
+    def forward(self, x: Tensor, *memory: Tensor) -> Tensor:
+        if x.device.type != "cpu":
+            return super().forward(x)
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch.empty_like(flat)
+        for first in range(0, flat.shape[0], CPU_TOKEN_CHUNK):
+            out[first : first + CPU_TOKEN_CHUNK] = super().forward(flat[first : first + CPU_TOKEN_CHUNK])
+        return out.view_as(x)
+
+
 class AxialLayer(nn.Module):
     """Attention + MLP across frequency (within each time step), then across time (within each band or track).
     Both attentions take keys and values from the layer's input."""
@@ -135,15 +153,17 @@ class AxialLayer(nn.Module):
         super().__init__()
         width, inner, hidden = config.width, config.attention_size, config.mlp_size
         self.freq_attention = Residual(Attention(width, inner, config.heads), width)
-        self.freq_mlp = Residual(MLP(width, hidden), width)
+        self.freq_mlp = TokenwiseResidual(MLP(width, hidden), width)
         self.time_attention = Residual(Attention(width, inner, config.heads), width)
-        self.time_mlp = Residual(MLP(width, hidden), width)
+        self.time_mlp = TokenwiseResidual(MLP(width, hidden), width)
 
     def forward(self, x: Tensor) -> Tensor:  # (batch, time, freq, width)
         h = self.freq_mlp(self.freq_attention(x, x))
-        h, memory = h.transpose(1, 2), x.transpose(1, 2)
+        # Contiguous copies for the time axis: linear layers on transposed views fall back to slow batched
+        # products and copy their 4× wider hidden activations instead.
+        h, memory = h.transpose(1, 2).contiguous(), x.transpose(1, 2).contiguous()
         h = self.time_mlp(self.time_attention(h, memory))
-        return h.transpose(1, 2)
+        return h.transpose(1, 2).contiguous()
 
 
 class PatchConv(nn.Module):
@@ -189,9 +209,17 @@ class Backbone(nn.Module):
         tokens = torch.cat([h + grid_embedding, track_embedding.expand(batch, -1, -1, -1)], dim=2)
         for layer in self.layers:
             tokens = layer(tokens)
-        tracks = tokens[:, 1:, h.shape[2] :]  # (batch, T', tracks, width), summary row dropped
-        upsampled = self.upsample(tracks.permute(0, 2, 3, 1).flatten(0, 1))[..., :frames]
-        return upsampled.unflatten(0, (batch, -1)).transpose(-1, -2)
+        tracks = tokens[:, 1:, h.shape[2] :].transpose(1, 2)  # (batch, tracks, T', width), summary row dropped
+        return self._upsample(tracks)[:, :, :frames].contiguous()
+
+    def _upsample(self, tracks: Tensor) -> Tensor:
+        """The transposed convolution (kernel = stride = 8: patches do not overlap) as one matrix product that
+        writes each patch's 8 frames side by side: (…, T', width) → (…, 8·T', context_size), no transposes."""
+        weight = self.upsample.weight  # (width, context_size, 8)
+        per_frame = weight.permute(2, 1, 0).flatten(0, 1)  # (8 · context_size, width), frame-major
+        bias = self.upsample.bias.repeat(PATCH_TIME)
+        out = F.linear(tracks, per_frame, bias)
+        return out.unflatten(-1, (PATCH_TIME, -1)).flatten(-3, -2)
 
     def clear_cache(self) -> None:
         """Forget the embeddings computed so far (after the weights or the device changed)."""
@@ -226,22 +254,21 @@ class Backbone(nn.Module):
 
 
 class IntervalScorer(nn.Module):
-    """Context vectors → interval scores (batch, tracks, begin, end) and one-frame scores (batch, tracks, frames).
+    """Context vectors → pair products (batch, tracks, begin, end) and one-frame scores (batch, tracks, frames).
 
-    Only begin < end is meaningful in the interval scores; one-frame intervals are scored on their own."""
+    The score of the interval [b, e], b < e, is products[b, e] · (e − b) · `scale`: the search applies the
+    length factor row by row, which costs nothing there and saves a pass over the T×T matrices here. One-frame
+    intervals are scored on their own."""
 
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
+        self.scale = 1 / math.sqrt(size)
         self.project = nn.Linear(size, 2 * size + 1)
 
     def forward(self, context: Tensor) -> tuple[Tensor, Tensor]:
         end_query, begin_key, single = self.project(context).split([self.size, self.size, 1], dim=-1)
-        end_query = end_query / math.sqrt(self.size)
-        products = begin_key @ end_query.transpose(-1, -2)  # [.., b, e] = ⟨k_b, q_e⟩
-        frames = torch.arange(context.shape[-2], device=context.device)
-        length = (frames[None, :] - frames[:, None]).abs().to(products.dtype)  # e − b, scores scale with length
-        return products * length, single.squeeze(-1)
+        return begin_key @ end_query.transpose(-1, -2), single.squeeze(-1)
 
 
 class TranskunNetwork(nn.Module):

@@ -26,9 +26,10 @@ LOWEST_KEY, HIGHEST_KEY = 21, 108  # A0 .. C8
 TRACK_CODES = tuple(-control for control in PEDALS) + tuple(range(LOWEST_KEY, HIGHEST_KEY + 1))
 
 # Windowing for the stitcher, measured with benchmarks/transkun_bench.py on the rendered piano set (docs/models.md).
-# Transkun was trained on 16 s segments and needs long context: its own 8 s segments lose most of its accuracy.
-WINDOW_FRAMES = 688  # 15.98 s, a whole number of frames so that every window's frames sit on the stream's grid
-WINDOW_SAMPLES = WINDOW_FRAMES * FRAME_HOP
+# The window is the training segment, 16 s = 705,600 samples (691 frames), exactly: the network is only reliable
+# there. Windows a frame longer or shorter already lose notes anywhere in them, and its own 8 s segments lose most of
+# its accuracy. Hops are whole frames, so every window's frames sit on one grid of the stream.
+WINDOW_SAMPLES = 16 * SAMPLE_RATE
 DEFAULT_HOP_S = 2.0
 MIN_HOP_S = 0.25
 COMMIT_MARGIN_S = 2.0
