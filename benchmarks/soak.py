@@ -4,7 +4,10 @@
 behaviour at random, run one session, pause 0–2 s. Well-behaved sessions stream a synthesized piece at real-time
 pace (some with flushes) and check what comes back (every note_on closed, times in order, `done`); the others
 misbehave: malformed JSON, NaN floats, oversize frames, audio before `start`, abrupt disconnects mid-note, idle
-sessions left to time out, connections closed before `start`. Every `--sample-every` seconds the server process is
+sessions left to time out, connections closed before `start`, and the hostile clients of the red-team report:
+huge finite floats (stereo, to overflow a downmix), a minute of 8 kHz audio in one frame, uploads that vanish while
+throttled, clients that stop reading, ping-only idlers before and after `start`, flushes after `stop`. Every
+`--sample-every` seconds the server process is
 sampled: RSS, threads, open file descriptors (psutil), asyncio tasks and active sessions (`GET /metrics`). At the
 end, after all clients have left, one last sample shows what the server holds when idle again.
 
@@ -48,6 +51,13 @@ BEHAVIOURS = {  # behaviour: weight
     "audio_before_start": 1,
     "idle": 1,
     "no_start": 1,
+    "huge_floats": 1,
+    "low_rate_large": 1,
+    "throttled_vanish": 1,
+    "not_reading": 1,
+    "ping_idler": 1,
+    "ping_no_start": 1,
+    "flush_after_stop": 1,
 }
 EXPECTED_CODE = {
     "bad_json": "bad_message",
@@ -55,10 +65,16 @@ EXPECTED_CODE = {
     "oversize": "frame_too_large",
     "audio_before_start": "not_started",
     "idle": "timeout",
+    "huge_floats": "bad_audio",
+    "low_rate_large": "frame_too_large",
+    "ping_idler": "timeout",
+    "ping_no_start": "timeout",
 }
+HOSTILE = ("throttled_vanish", "not_reading", "flush_after_stop")
 SOAK_CONFIG = f"""
 [limits]
 idle_timeout_s = {IDLE_TIMEOUT_S}
+start_timeout_s = {IDLE_TIMEOUT_S}
 max_sessions_per_client = 16
 """
 
@@ -174,16 +190,52 @@ async def stream_session(url: str, pcm: bytes, tally: Tally, rng: random.Random,
         tally.surprises.append(f"stream: {problem or 'no done'}; last={last!r} close={close_code}")
 
 
+async def hostile_session(url: str, behaviour: str, pcm: bytes, tally: Tally) -> None:
+    """Clients that expect no error of their own: the server must simply cope (and stay healthy for others)."""
+    start = json.dumps({"type": "start", "sample_rate": RATE})
+    frame = int(FRAME_S * RATE) * 2
+    if behaviour == "throttled_vanish":  # an upload at full speed, gone while the server holds it back
+        async with websockets.connect(url, max_size=None) as ws:
+            await ws.send(start)
+            await ws.recv()
+            for pos in range(0, len(pcm), frame):
+                await ws.send(pcm[pos : pos + frame])
+            ws.transport.abort()
+        return
+    if behaviour == "not_reading":  # streams live but never reads a reply, then leaves
+        async with websockets.connect(url, max_size=None, max_queue=1) as ws:
+            await ws.send(start)
+            t0 = time.monotonic()
+            for i, pos in enumerate(range(0, min(len(pcm), frame * 100), frame)):
+                await asyncio.sleep(max(0.0, t0 + i * FRAME_S - time.monotonic()))
+                await ws.send(pcm[pos : pos + frame])
+        return
+    async with websockets.connect(url, max_size=None) as ws:  # flush_after_stop
+        await ws.send(start)
+        await ws.recv()
+        for pos in range(0, frame * 40, frame):
+            await ws.send(pcm[pos : pos + frame])
+        await ws.send('{"type": "stop"}')
+        for _ in range(12):
+            await ws.send('{"type": "flush"}')
+        messages = await collect(ws, 30)
+    codes = [m.code for m in messages if isinstance(m, p.Error)]
+    if codes or not messages or not isinstance(messages[-1], p.Done):
+        tally.surprises.append(f"{behaviour}: errors {codes}, last {messages[-1] if messages else None!r}")
+
+
 async def bad_session(url: str, behaviour: str, tally: Tally) -> None:
-    start = {"type": "start", "sample_rate": RATE}
+    start: dict[str, object] = {"type": "start", "sample_rate": RATE}
     async with websockets.connect(url, max_size=None) as ws:
         if behaviour == "no_start":
             return
         if behaviour == "audio_before_start":
             await ws.send(b"\0\0" * 1000)
-        else:
-            if behaviour == "nan":
-                start["encoding"] = "f32le"
+        elif behaviour != "ping_no_start":  # that one just waits, answering the server's pings
+            if behaviour in ("nan", "huge_floats"):
+                start.update(encoding="f32le", channels=2 if behaviour == "huge_floats" else 1)
+            if behaviour == "low_rate_large":
+                start["sample_rate"] = 8000
             await ws.send(json.dumps(start))
             await ws.recv()
             with contextlib.suppress(websockets.ConnectionClosed):
@@ -193,6 +245,10 @@ async def bad_session(url: str, behaviour: str, tally: Tally) -> None:
                     audio = np.zeros(1000, dtype="<f4")
                     audio[500] = np.nan
                     await ws.send(audio.tobytes())
+                elif behaviour == "huge_floats":
+                    await ws.send(np.full(2000, 3e38, dtype="<f4").tobytes())
+                elif behaviour == "low_rate_large":
+                    await ws.send(b"\0" * MAX_FRAME_BYTES)  # 65 s of 8 kHz audio
                 elif behaviour == "oversize":
                     await ws.send(b"\0" * (MAX_FRAME_BYTES + 2))
         messages = await collect(ws, IDLE_TIMEOUT_S + 10)
@@ -209,7 +265,8 @@ async def client_loop(url: str, pieces: list[bytes], deadline: float, tally: Tal
     while time.monotonic() < deadline:
         behaviour = rng.choices(names, weights)[0]
         # A session must end by the deadline: streams are shortened, idles skipped, near the end.
-        if time.monotonic() + PIECE_S + IDLE_TIMEOUT_S + 5 > deadline and behaviour in ("idle", "stream"):
+        long_ones = ("idle", "stream", "stream_flush", "ping_idler", "ping_no_start", *HOSTILE)
+        if time.monotonic() + PIECE_S + IDLE_TIMEOUT_S + 5 > deadline and behaviour in long_ones:
             behaviour = rng.choice(["bad_json", "nan", "oversize", "audio_before_start", "no_start"])
         tally.sessions[behaviour] += 1
         try:
@@ -217,6 +274,8 @@ async def client_loop(url: str, pieces: list[bytes], deadline: float, tally: Tal
                 await stream_session(
                     url, rng.choice(pieces), tally, rng, flush=behaviour == "stream_flush", abrupt=behaviour == "abrupt"
                 )
+            elif behaviour in HOSTILE:
+                await hostile_session(url, behaviour, rng.choice(pieces), tally)
             else:
                 await bad_session(url, behaviour, tally)
         except (OSError, websockets.WebSocketException) as e:
