@@ -90,15 +90,13 @@ class Conv2d:
     - spectral (wide kernels, frequency stride 1: the 3×39 contour conv): a circular convolution along frequency
       in the FFT domain, zero-padded so nothing wraps; per frequency of the FFT one small complex matmul over
       (time taps × channels). About 2× faster than patches for that layer, float32 rounding ~1e-6.
-    - patches (layers with many outputs): frequency is cut into chunks of `chunk` output bins; one patch holds the
-      (time taps × input bins × channels) a chunk reads, multiplied by a banded matrix giving all its outputs.
+    - patches (the other many-channel layers, 5×5 and 7×7 with frequency stride 3): im2col, one patch of (time
+      taps × frequency taps × channels) per output bin, one matmul.
     - products (one output channel): multiply each input frame by every (time tap, frequency tap) weight at once,
       then add the shifted products; no patches at all.
     """
 
-    def __init__(
-        self, conv: Conv, shape: Shape, future: int, activation: Callable, chunk: int = 1, fold: bool = False
-    ) -> None:
+    def __init__(self, conv: Conv, shape: Shape, future: int, activation: Callable, fold: bool = False) -> None:
         kt, kf, cin, cout = conv.weight.shape
         self.past = (kt - 1) // 2
         if not 0 <= future <= self.past:
@@ -113,7 +111,6 @@ class Conv2d:
         if fold:
             # Cut future taps read the newest kept frame instead: as if the input held still from there on.
             weight[-1] += conv.weight[self.taps :].sum(axis=0)
-        self.chunk = chunk
         self.n_fft = 0
         if cout > 1 and shape.stride == 1 and kf >= SPECTRAL_MIN_TAPS:
             self.n_fft = fft_size(shape.out_bins + kf - 1)
@@ -130,11 +127,7 @@ class Conv2d:
             # (cin, taps·kf): products[f] for every (tap, frequency tap) pair.
             self.products = np.ascontiguousarray(weight[..., 0].transpose(2, 0, 1).reshape(cin, self.taps * kf))
             return
-        self.window = (chunk - 1) * shape.stride + kf
-        band = np.zeros((self.taps, self.window, cin, chunk, cout), dtype=np.float32)
-        for j in range(chunk):
-            band[:, j * shape.stride : j * shape.stride + kf, :, j, :] = weight
-        self.band = band.reshape(-1, chunk * cout)
+        self.matrix = np.ascontiguousarray(weight.reshape(-1, cout))  # rows in patch order (tap, frequency, in)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x: (S, T, F, cin) → (S, T − past − future, out_bins, cout), activation applied."""
@@ -153,16 +146,14 @@ class Conv2d:
     def _patches(self, x: np.ndarray) -> np.ndarray:
         s, t_in = x.shape[:2]
         t_out = t_in - self.taps + 1
-        step = self.chunk * self.shape.stride
-        groups = -(-self.shape.out_bins // self.chunk)
-        xp = self._padded(x, (groups - 1) * step + self.window)
-        # (S, t_out, F', cin, taps, window) → chunks every `step` bins, then (taps, window, cin) per patch.
-        view = np.lib.stride_tricks.sliding_window_view(xp, (self.taps, self.window), axis=(1, 2))[:, :, ::step]
-        patches = np.ascontiguousarray(view.transpose(0, 1, 2, 4, 5, 3)).reshape(-1, self.band.shape[0])
-        out = patches @ self.band
-        out += np.tile(self.bias, self.chunk)
-        out = out.reshape(s, t_out, groups * self.chunk, self.cout)[:, :, : self.shape.out_bins]
-        return self.activation(np.ascontiguousarray(out))
+        stride, bins = self.shape.stride, self.shape.out_bins
+        xp = self._padded(x, (bins - 1) * stride + self.kf)
+        # (S, t_out, F', cin, taps, kf) → every `stride`-th bin, then (taps, kf, cin) per patch.
+        view = np.lib.stride_tricks.sliding_window_view(xp, (self.taps, self.kf), axis=(1, 2))[:, :, ::stride]
+        patches = np.ascontiguousarray(view.transpose(0, 1, 2, 4, 5, 3)).reshape(-1, self.matrix.shape[0])
+        out = patches @ self.matrix
+        out += self.bias
+        return self.activation(out.reshape(s, t_out, bins, self.cout))
 
     def _spectral(self, x: np.ndarray) -> np.ndarray:
         s, t_in, bins = x.shape[:3]
@@ -199,8 +190,6 @@ SHAPES = {
     "onset_hidden": Shape(3, 1, N_PITCHES),
     "onset_out": Shape(1, 1, N_PITCHES),
 }
-# Frequency chunk per patch layer (measured: benchmarks/bp_network_bench.py).
-CHUNKS = {"note_hidden": 1, "onset_hidden": 1}
 ACTIVATIONS = {
     "contour": relu,
     "contour_out": sigmoid,
@@ -230,7 +219,7 @@ def build_layers(weights: Weights, future: dict[str, int] | None = None, fold: b
         conv: Conv = getattr(weights, name)
         past = (conv.weight.shape[0] - 1) // 2
         taps = past if future is None else future[name]
-        made[name] = Conv2d(conv, SHAPES[name], taps, ACTIVATIONS[name], CHUNKS.get(name, 1), fold)
+        made[name] = Conv2d(conv, SHAPES[name], taps, ACTIVATIONS[name], fold)
     return Layers(**made)
 
 
