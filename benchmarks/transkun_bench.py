@@ -34,6 +34,7 @@ import torch
 from benchmarks.accuracy import Scores, score
 from benchmarks.common import machine, table
 from benchmarks.evalset import CLEAN, DEFAULT_SECONDS, NOISY, PIANO_SET, Item, SetSettings, build_set
+from streamer.audio.windows import Window
 from streamer.models.base import Model, WindowRequest
 from streamer.models.transkun import TranskunModel, TranskunOptions, load_network
 from streamer.models.transkun.spec import FRAME_HOP, HIGHEST_KEY, LOWEST_KEY, SAMPLE_RATE
@@ -68,9 +69,9 @@ class CachedWindows(Model):
         self.cache: dict[tuple[int, int], list[WindowNote]] = {}
         self.computed = 0
 
-    def transcribe_windows(self, batch: Sequence[Any], states: Sequence[Any] = ()) -> list[list[WindowNote]]:
+    def transcribe_windows(self, batch: Sequence[Window], states: Sequence[Any]) -> list[list[WindowNote]]:
         todo = [w for w in batch if (w.start, w.valid) not in self.cache]
-        for window, notes in zip(todo, self.model.transcribe_windows(todo), strict=True):
+        for window, notes in zip(todo, self.model.transcribe_windows(todo, [None] * len(todo)), strict=True):
             self.cache[(window.start, window.valid)] = notes
         self.computed += len(todo)
         return [self.cache[(w.start, w.valid)] for w in batch]
@@ -207,7 +208,8 @@ def run_speed(args: argparse.Namespace) -> str:
     def ours(label: str, options: TranskunOptions, batch: int = 1) -> None:
         model = TranskunModel(load_network() if options.quantize else network, options)
         requests = [WindowRequest(window, 0, size) for _ in range(batch)]
-        timings.append(timed(label, args.repeats, batch, lambda: len(model.transcribe_windows(requests)[0])))
+        states = [None] * batch
+        timings.append(timed(label, args.repeats, batch, lambda: len(model.transcribe_windows(requests, states)[0])))
 
     default_threads = torch.get_num_threads()
     if args.reference:

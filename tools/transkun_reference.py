@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,9 +52,20 @@ def torchaudio_stand_in() -> Iterator[None]:
         del sys.modules["torchaudio"]
 
 
+@contextmanager
+def its_warnings_silenced() -> Iterator[None]:
+    """Its code scripts functions with torch.jit (deprecated) and calls torch.utils.checkpoint in eval mode: the
+    warnings are about its code, not ours."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
 def reference_model(checkpoint: Path | None = None) -> Any:
     """transkun.ModelTransformer.TransKun with the wheel's weights, in eval mode on the CPU."""
-    from transkun import ModelTransformer
+    with its_warnings_silenced():
+        from transkun import ModelTransformer
 
     path = checkpoint or package_checkpoint()
     conf = ModelTransformer.Config()
@@ -70,7 +82,7 @@ def reference_window(model: Any, audio: np.ndarray) -> list[Any]:
     −64 sustain, −67 soft), velocity, hasOnset, hasOffset."""
     from transkun.Util import makeFrame
 
-    with torch.inference_mode():
+    with torch.inference_mode(), its_warnings_silenced():
         x = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None, None, :]  # (batch, channel, samples)
         frames = makeFrame(x, model.hopSize, model.windowSize)
         notes, _ = model.transcribeFrames(frames, forcedStartPos=[0] * len(model.targetMIDIPitch))
@@ -81,7 +93,7 @@ def reference_context(model: Any, audio: np.ndarray) -> torch.Tensor:
     """Its context vectors (batch 1, tracks, frames, size) for one window."""
     from transkun.Util import makeFrame
 
-    with torch.inference_mode():
+    with torch.inference_mode(), its_warnings_silenced():
         x = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None, None, :]
         _, context = model.processFramesBatch(makeFrame(x, model.hopSize, model.windowSize))
     return context
@@ -89,5 +101,5 @@ def reference_context(model: Any, audio: np.ndarray) -> torch.Tensor:
 
 def reference_transcribe(model: Any, audio: np.ndarray) -> list[Any]:
     """Its whole-file transcription (its own 16 s segments with an 8 s step), audio mono at 44.1 kHz."""
-    with torch.inference_mode():
+    with torch.inference_mode(), its_warnings_silenced():
         return model.transcribe(torch.from_numpy(np.asarray(audio, dtype=np.float32))[:, None])

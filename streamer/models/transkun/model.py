@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from streamer.audio.windows import Window
 from streamer.errors import ConfigError
-from streamer.models.base import Model, WindowRequest
+from streamer.models.base import Model
 from streamer.models.device_io import to_device, to_host
 from streamer.models.transkun.checkpoints import (
     conf_path,
@@ -89,14 +91,14 @@ class TranskunModel(Model):
         self.network = network
         self.last_frame = frame_count(self.spec.window_samples) - 1
 
-    def transcribe_windows(self, batch: Sequence[WindowRequest]) -> list[list[WindowNote]]:
+    def transcribe_windows(self, batch: Sequence[Window], states: Sequence[Any]) -> list[list[WindowNote]]:
         results: list[list[WindowNote]] = []
         for first in range(0, len(batch), self.max_batch):
             results.extend(self._transcribe(batch[first : first + self.max_batch]))
         return results
 
     @torch.inference_mode()
-    def _transcribe(self, batch: Sequence[WindowRequest]) -> list[list[WindowNote]]:
+    def _transcribe(self, batch: Sequence[Window]) -> list[list[WindowNote]]:
         audio = to_device(np.stack([self._window_audio(r.audio) for r in batch]), self.device)
         context = self.network(audio)  # (windows, tracks, frames, size)
         windows, tracks, frames, _ = context.shape

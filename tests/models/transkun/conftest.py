@@ -53,4 +53,4 @@ def phrase_window(phrase: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="session")
 def phrase_window_notes(network: TranskunNetwork, phrase_window: np.ndarray) -> list[WindowNote]:
     """Our float32 notes for `phrase_window`."""
-    return TranskunModel(network).transcribe_windows([WindowRequest(phrase_window, 0, WINDOW_SAMPLES)])[0]
+    return TranskunModel(network).transcribe_windows([WindowRequest(phrase_window, 0, WINDOW_SAMPLES)], [None])[0]

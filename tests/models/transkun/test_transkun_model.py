@@ -72,14 +72,15 @@ def test_batches_equal_single_windows_and_short_windows_are_zero_padded(
     size = model.spec.window_samples
     first = phrase[:size]
     tail = phrase[size // 2 : size // 2 + size // 3]  # a last window: fewer samples than a window
-    together = model.transcribe_windows([WindowRequest(first, 0, size), WindowRequest(tail, size // 2, len(tail))])
+    requests = [WindowRequest(first, 0, size), WindowRequest(tail, size // 2, len(tail))]
+    together = model.transcribe_windows(requests, [None, None])
     padded = np.pad(tail, (0, size - len(tail)))
-    alone = [model.transcribe_windows([WindowRequest(w, 0, size)])[0] for w in (first, padded)]
+    alone = [model.transcribe_windows([WindowRequest(w, 0, size)], [None])[0] for w in (first, padded)]
     assert together[0] and together[1]
     for batched, single in zip(together, alone, strict=True):
         assert_same_notes(batched, single)
     with pytest.raises(ValueError, match="samples"):
-        model.transcribe_windows([WindowRequest(np.zeros(size + 1, np.float32), 0, size)])
+        model.transcribe_windows([WindowRequest(np.zeros(size + 1, np.float32), 0, size)], [None])
 
 
 @pytest.mark.parametrize("options", [{"dtype": "bfloat16"}, {"quantize": True}], ids=["bfloat16", "int8"])
@@ -90,7 +91,7 @@ def test_reduced_precision_options_run_and_stay_close(
     from streamer.models.transkun import load_network
 
     model = TranskunModel(load_network(), TranskunOptions(**options))  # type: ignore[arg-type]
-    got = model.transcribe_windows([WindowRequest(phrase_window, 0, WINDOW_SAMPLES)])[0]
+    got = model.transcribe_windows([WindowRequest(phrase_window, 0, WINDOW_SAMPLES)], [None])[0]
     exact = {(n.pitch, n.control, None if n.onset is None else round(n.onset, 1)) for n in phrase_window_notes}
     near = {(n.pitch, n.control, None if n.onset is None else round(n.onset, 1)) for n in got}
     assert len(exact & near) >= 0.8 * len(exact)
