@@ -11,8 +11,9 @@ PYTEST_ARGS ?=
 # torch 2.13.0's CPU wheel is what the MT3 models and their tests run on (other pins pull a multi-GB CUDA build).
 TORCH := torch==2.13.0
 BASIC_PITCH := basic-pitch==0.4.0
+TRANSKUN := transkun==2.0.1
 
-.PHONY: serve test lint clean
+.PHONY: serve piano test lint clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -26,13 +27,23 @@ $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps $(BASIC_PITCH)
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml $(VENV)/.serve-installed
+# The piano model (`transkun`): torch, and Transkun's weights (pretrained/2.0.pt) from the transkun wheel, installed
+# without its dependencies, which would pull torchaudio; our own code runs the weights. Then:
+# make serve ARGS="--model transkun"
+$(VENV)/.piano-installed: pyproject.toml $(VENV)/.serve-installed
 	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[piano]"
+	$(BIN)/pip install --quiet --no-deps $(TRANSKUN)
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml $(VENV)/.piano-installed
 	$(BIN)/pip install --quiet -e ".[mt3,test,bench]"
 	touch $@
 
 serve: $(VENV)/.serve-installed
 	$(BIN)/streamer serve $(ARGS)
+
+piano: $(VENV)/.piano-installed
 
 test: $(VENV)/.test-installed
 	bash scripts/install-test-system-packages.sh

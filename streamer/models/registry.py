@@ -35,6 +35,11 @@ MODELS: dict[str, ModelEntry] = {
             "streamer.models.mt3:build_model",
             named=True,
         ),
+        ModelEntry(
+            "transkun",
+            "streamer.models.transkun:build_model",
+            named=False,
+        ),
     )
 }
 
