@@ -187,6 +187,7 @@ class Engine:
             if live and queue and (now - queue[0].submitted > self.max_lag or len(queue) >= self.max_queued):
                 skipped = list(queue)
                 queue.clear()
+                payload = self.model.after_gap(payload, [job.payload for job in skipped])
             queue.append(_Job(handle, payload, callback, now))
             if self._idle is not None:
                 self._idle.clear()

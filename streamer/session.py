@@ -38,7 +38,11 @@ from streamer.errors import (
 from streamer.jobs import Failed, Job, Result, Skipped
 from streamer.limits import Deadlines, FrameRate, Pace, RateLimiter
 from streamer.models.base import ModelSpec
+from streamer.streaming import PlannedBlock, StreamingTrack
 from streamer.windowed import PlannedWindow, WindowedTrack
+
+Track = WindowedTrack | StreamingTrack
+Planned = PlannedWindow | PlannedBlock
 
 LAG_REPORT_INTERVAL_S = 2.0
 CLOSE_NORMAL = 1000
@@ -69,7 +73,7 @@ class Started:
     spec: ModelSpec
     decoder: PcmDecoder
     resampler: StreamResampler
-    track: WindowedTrack
+    track: Track
     origin: float  # client-clock time of the first sample (`resume_at`)
 
     @property
@@ -115,7 +119,7 @@ class Session:
         self._deadlines = Deadlines(limits.start_timeout_s, limits.idle_timeout_s, limits.max_session_s, now)
         self._ahead = False
         self._seq = 0
-        self._outstanding: dict[int, PlannedWindow] = {}
+        self._outstanding: dict[int, Planned] = {}
         self._results: dict[int, Result] = {}
         self._next_apply = 0
         self._last_lag_report = -LAG_REPORT_INTERVAL_S
@@ -290,23 +294,33 @@ class Session:
         spec = self._models.get(name)
         if spec is None:
             raise UnknownModel(f"model {name!r} is not loaded here; available: {', '.join(sorted(self._models))}")
-        hop_s = message.hop if message.hop is not None else (self._options.hop_s or spec.default_hop_s)
-        margin_s = spec.commit_margin_s if self._options.commit_margin_s is None else self._options.commit_margin_s
-        if not spec.min_hop_s <= hop_s <= spec.window_s - margin_s:
-            raise InvalidOption(
-                f"hop {hop_s} s is outside {spec.min_hop_s}–{spec.window_s - margin_s:.3f} s for model {name}"
-            )
         decoder = PcmDecoder(message.encoding, message.channels)
-        hop = spec.hop_samples(hop_s)
-        track = WindowedTrack(spec, hop, round(margin_s * spec.sample_rate))
+        track = self._track_for(spec, message)
         resampler = StreamResampler(message.sample_rate, spec.sample_rate)
         started = Started(message, spec, decoder, resampler, track, origin=message.resume_at)
         self.started = started
         self.state = State.STREAMING
         self._deadlines.start(now)
+        hop = track.block if isinstance(track, StreamingTrack) else track.hop
         ready = p.Ready(session=self.id, model=spec.name, sample_rate=spec.sample_rate, window=spec.window_s,
-                        hop=hop / spec.sample_rate)  # fmt: skip
+                        hop=hop / spec.sample_rate, lookahead=spec.lookahead_s)  # fmt: skip
         return Output(started=started, messages=[ready])
+
+    def _track_for(self, spec: ModelSpec, message: p.Start) -> Track:
+        if spec.streaming:
+            # Blocks are the model's own: a client's hop means nothing here unless it asks for exactly them.
+            if message.hop is not None and spec.hop_samples(message.hop) != spec.window_samples:
+                raise InvalidOption(
+                    f"model {spec.name} streams in blocks of {spec.window_s * 1000:.0f} ms and takes no `hop`"
+                )
+            return StreamingTrack(spec, interim=message.interim)
+        hop_s = message.hop if message.hop is not None else (self._options.hop_s or spec.default_hop_s)
+        margin_s = spec.commit_margin_s if self._options.commit_margin_s is None else self._options.commit_margin_s
+        if not spec.min_hop_s <= hop_s <= spec.window_s - margin_s:
+            raise InvalidOption(
+                f"hop {hop_s} s is outside {spec.min_hop_s}–{spec.window_s - margin_s:.3f} s for model {spec.name}"
+            )
+        return WindowedTrack(spec, spec.hop_samples(hop_s), round(margin_s * spec.sample_rate))
 
     def _stop(self) -> Output:
         started = self._started
@@ -316,13 +330,13 @@ class Session:
             out.extend(self._finish())
         return out
 
-    def _jobs(self, planned: list[PlannedWindow]) -> Output:
+    def _jobs(self, planned: list[Planned]) -> Output:
         out = Output()
         # "allow" treats a fast client like a live one: its queue is bounded by merging, never by waiting.
         live = not self._pace.upload or self._limits.faster_than_realtime == "allow"
         for window in planned:
             self._outstanding[self._seq] = window
-            out.jobs.append(Job(self._seq, window.window, live))
+            out.jobs.append(Job(self._seq, window.payload, live))
             self._seq += 1
         return out
 
@@ -339,7 +353,7 @@ class Session:
             out.extend(self._finish())
         return out
 
-    def _apply(self, planned: PlannedWindow, result: Result) -> Output:
+    def _apply(self, planned: Planned, result: Result) -> Output:
         if isinstance(result, Skipped):
             self.windows_skipped += 1
             return self._lag_report(planned)
@@ -348,10 +362,16 @@ class Session:
             self.windows_failed += 1
             return self._error_message(ModelFailed(f"the model failed on a window: {result.message}"))
         self.windows_done += 1
-        return _events_output(self._shift(self._track.apply(planned, result)))
+        events, extra = self._track.apply(planned, result)  # type: ignore[arg-type]
+        # Nothing is placed past the audio received (a model's last frame can reach a few samples beyond it).
+        end = self.audio_seconds
+        events = [e if e.time <= end else msgspec.structs.replace(e, time=end) for e in events]
+        out = _events_output(self._shift(events))
+        out.messages += [self._shift_interim(m) for m in extra]
+        return out
 
-    def _lag_report(self, planned: PlannedWindow) -> Output:
-        now = planned.window.start / self._started.spec.sample_rate
+    def _lag_report(self, planned: Planned) -> Output:
+        now = planned.start / self._started.spec.sample_rate
         if now - self._last_lag_report < LAG_REPORT_INTERVAL_S:
             return Output()
         self._last_lag_report = now
@@ -397,13 +417,20 @@ class Session:
             return events
         return [msgspec.structs.replace(e, time=e.time + origin) for e in events]
 
+    def _shift_interim(self, message: p.Interim) -> p.Interim:
+        origin = self._started.origin
+        if not origin:
+            return message
+        notes = [msgspec.structs.replace(n, onset=n.onset + origin) for n in message.notes]
+        return p.Interim(time=message.time + origin, notes=notes)
+
     @property
     def _started(self) -> Started:
         assert self.started is not None, "only called once the session has started"
         return self.started
 
     @property
-    def _track(self) -> WindowedTrack:
+    def _track(self) -> Track:
         return self._started.track
 
 

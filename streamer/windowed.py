@@ -15,7 +15,7 @@ import numpy as np
 from streamer.audio.windows import Window, WindowCutter
 from streamer.models.base import ModelSpec
 from streamer.notes import WindowNote
-from streamer.protocol import NoteEvent
+from streamer.protocol import Interim, NoteEvent
 from streamer.stitch import Stitcher
 
 
@@ -23,6 +23,14 @@ from streamer.stitch import Stitcher
 class PlannedWindow:
     window: Window
     until: int  # the window's notes commit the stream up to this sample (model rate)
+
+    @property
+    def payload(self) -> Window:
+        return self.window
+
+    @property
+    def start(self) -> int:
+        return self.window.start
 
 
 class WindowedTrack:
@@ -58,9 +66,9 @@ class WindowedTrack:
         planned = self._plan(self._cutter.push(tail))
         return planned + self._plan(self._cutter.tail_windows(self.margin), until=self._cutter.total)
 
-    def apply(self, planned: PlannedWindow, notes: Sequence[WindowNote]) -> list[NoteEvent]:
+    def apply(self, planned: PlannedWindow, notes: Sequence[WindowNote]) -> tuple[list[NoteEvent], list[Interim]]:
         rate = self.spec.sample_rate
-        return self._stitcher.commit(planned.window.start / rate, notes, planned.until / rate)
+        return self._stitcher.commit(planned.window.start / rate, notes, planned.until / rate), []
 
     def close(self, end_s: float) -> list[NoteEvent]:
         return self._stitcher.close(end_s)

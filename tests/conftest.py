@@ -37,9 +37,18 @@ ServeFn = Callable[..., Awaitable[LiveServer]]
 
 @pytest.fixture(scope="session")
 def basic_pitch_model() -> Model:
+    """The default model as served: basic-pitch streaming, with the default options."""
     from streamer.models.basic_pitch import build_model
 
     return build_model({})
+
+
+@pytest.fixture(scope="session")
+def basic_pitch_windowed() -> Model:
+    """basic-pitch's ONNX file on overlapping 2 s windows (`streaming = false`)."""
+    from streamer.models.basic_pitch import build_model
+
+    return build_model({"streaming": False})
 
 
 @pytest.fixture

@@ -64,15 +64,15 @@ class StatefulOracle(OracleModel):
         return super().transcribe_windows(batch, states)
 
 
-async def test_batched_results_equal_unbatched(basic_pitch_model: Model) -> None:
-    spec = basic_pitch_model.spec
+async def test_batched_results_equal_unbatched(basic_pitch_windowed: Model) -> None:
+    spec = basic_pitch_windowed.spec
     audio = render(melody(), spec.sample_rate, 8.0)
     starts = [0, 20000, 40000, 60000, 80000, 100000]
     requests = [WindowRequest(audio[s : s + spec.window_samples].copy(), s, spec.window_samples) for s in starts]
-    alone = [basic_pitch_model.transcribe_windows([r], [None])[0] for r in requests]
+    alone = [basic_pitch_windowed.transcribe_windows([r], [None])[0] for r in requests]
     assert any(alone), "the melody should produce notes"
 
-    engine = Engine(basic_pitch_model, max_batch=8, max_wait_ms=50)
+    engine = Engine(basic_pitch_windowed, max_batch=8, max_wait_ms=50)
     got = Collector()
     streams = [engine.open_stream() for _ in requests]
     for stream, r in zip(streams, requests, strict=True):

@@ -71,15 +71,20 @@ async def stream_frames(
     model: str | None = None,
     hop: float | None = None,
     midi_file: bool = False,
+    interim: bool = False,
+    resume_at: float = 0.0,
     on_message: Callable[[p.ServerMessage], None] | None = None,
     headers: dict[str, str] | None = None,
+    ping_interval: float | None = 20.0,
 ) -> StreamResult:
     """Stream audio frames ((n, channels) float32; None sends a `flush`) as they come from `frames` (a file, a
     microphone), then `stop`; collect everything the server sends until `done` or close."""
     result = StreamResult()
     # No ping timeout: while the server throttles an upload, our pings wait behind the audio in flight
     # (docs/protocol.md).
-    async with websockets.connect(url, max_size=None, additional_headers=headers, ping_timeout=None) as ws:
+    async with websockets.connect(
+        url, max_size=None, additional_headers=headers, ping_interval=ping_interval, ping_timeout=None
+    ) as ws:
         start = p.Start(
             sample_rate=sample_rate,
             encoding=encoding,  # type: ignore[arg-type]
@@ -87,6 +92,8 @@ async def stream_frames(
             model=model,
             hop=hop,
             midi_file=midi_file,
+            interim=interim,
+            resume_at=resume_at,
         )
         await ws.send(p.encode(start))
         first = p.decode_server(await ws.recv())

@@ -36,6 +36,10 @@ class ModelSpec:
     # whose tie section says which notes continue.
     continuation_tolerance_s: float = 0.0
     description: str = ""
+    # Streaming-native models (see StreamingModel) take blocks of `window_samples` (= hop) instead of overlapping
+    # windows, and decide notes themselves; `lookahead_s` is how much audio after an instant they need to settle it.
+    streaming: bool = False
+    lookahead_s: float = 0.0
 
     @property
     def window_s(self) -> float:
@@ -63,6 +67,43 @@ class WindowRequest(Window):
 
     def __init__(self, audio: np.ndarray, start: int, valid: int) -> None:
         super().__init__(start, len(audio), valid, ((start, np.asarray(audio, dtype=np.float32)),), origin=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A streaming model's job: the next `audio` of one stream, starting at model-rate sample `start`.
+
+    `final`: the last audio of the stream (it may be shorter than a block; the model then finishes the stream).
+    `provisional`: also say what is believed beyond the settled part (interim notes). `gap`: samples of the stream
+    just before `start` that were skipped (the engine merged them away while the stream lagged).
+    """
+
+    audio: np.ndarray
+    start: int
+    final: bool = False
+    provisional: bool = False
+    gap: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NoteDecision:
+    """A note start (with its velocity) or end that a streaming model has settled; `time` in seconds on the
+    stream's clock (model-rate sample n is at n / sample_rate)."""
+
+    time: float
+    pitch: int
+    start: bool
+    velocity: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What one block settled: decisions in time order, the time before which no more note will start
+    (`horizon`), and when asked, the notes believed started after it (`interim`, never final)."""
+
+    decisions: list[NoteDecision]
+    horizon: float
+    interim: list[NoteDecision] | None = None
 
 
 class Model(ABC):
@@ -94,5 +135,33 @@ class Model(ABC):
         """What the engine calls: one result per payload."""
         return self.transcribe_windows(payloads, states)
 
+    def after_gap(self, payload: Any, skipped: Sequence[Any]) -> Any:
+        """The engine merged `skipped` (older queued jobs of the same stream) away before `payload`: windows are
+        independent, so nothing changes; a streaming model is told about the gap."""
+        return payload
+
     def close(self) -> None:  # noqa: B027 - optional hook, most models hold nothing to release
         """Release resources (sessions, device memory)."""
+
+
+class StreamingModel(Model):
+    """A model that keeps per-stream state and settles notes as audio arrives, block by block (spec.streaming).
+
+    `run_batch` gets `Block`s (at most one per stream per batch, in order) with their streams' states and returns
+    one `StepResult` each. One block failing must not fail the others: a streaming model isolates failures itself,
+    as its per-stream state changes as it goes (`retry_alone` is False).
+    """
+
+    retry_alone = False
+
+    def transcribe_windows(self, batch: Sequence[Window], states: Sequence[Any]) -> list[list[WindowNote]]:
+        raise TypeError(f"{self.spec.name} is a streaming model: it takes blocks, not windows")
+
+    @abstractmethod
+    def run_batch(self, payloads: Sequence[Any], states: Sequence[Any]) -> list[Any]:
+        """One `StepResult` (or a `Failed`) per `Block`."""
+
+    def after_gap(self, block: Block, skipped: Sequence[Block]) -> Block:
+        """The engine merged `skipped` (older queued blocks of the stream) away: the newest carries the gap."""
+        return Block(block.audio, block.start, block.final, block.provisional,
+                     block.gap + sum(len(b.audio) for b in skipped))  # fmt: skip

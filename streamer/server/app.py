@@ -168,6 +168,8 @@ async def models_info(request: web.Request) -> web.Response:
                     "default_hop": spec.default_hop_s,
                     "min_hop": spec.min_hop_s,
                     "max_hop": round(spec.max_hop_s, 3),
+                    "streaming": spec.streaming,
+                    "lookahead": round(spec.lookahead_s, 4),
                     "description": spec.description,
                 }
                 for spec in state.specs.values()

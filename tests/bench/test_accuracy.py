@@ -111,8 +111,9 @@ async def test_basic_pitch_on_a_corpus_excerpt_gives_sane_metrics(tmp_path: Path
     [live] = realtime
     assert live.latencies, "real-time streaming measures latency"
     assert all(0.0 < x < 5.0 for x in live.latencies)
-    # At the default hop the notes the stream commits are the offline pipeline's, up to PCM rounding.
-    assert abs(accelerated[0].streaming.onset.f1 - accelerated[0].offline.onset.f1) < 0.05
+    # The streaming model's offline reference is the exact network over the whole file in one pass: streaming
+    # gives up little against it (docs/latency.md has the measured figures; here a 5 s excerpt, so a loose bound).
+    assert accelerated[0].streaming.onset.f1 > accelerated[0].offline.onset.f1 - 0.2
 
     text = report(accelerated, {}, 0.0, True, "test")
     assert "n/m" in text and "bach-bwv66.6-strings" in text

@@ -72,7 +72,12 @@ async def test_01_huge_floats_are_refused_and_a_neighbours_notes_are_unchanged(
     assert events_to_notes(beside.events) == events_to_notes(alone.events)
 
 
-async def test_01_one_poisoned_window_fails_alone_not_its_batch_mates(basic_pitch_model: Model) -> None:
+async def test_01_one_poisoned_window_fails_alone_not_its_batch_mates() -> None:
+    from streamer.models.basic_pitch import build_model
+
+    # Windowed basic-pitch with the melodia trick raises in note extraction on NaN posteriors (what the red team
+    # hit); whatever a model does with a bad window, the engine runs a failed batch's windows alone.
+    basic_pitch_model = build_model({"streaming": False, "melodia_trick": True})
     spec = basic_pitch_model.spec
     audio = render(melody(), spec.sample_rate, 8.0)
     starts = [0, 20000, 40000, 60000]

@@ -5,14 +5,12 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import msgspec
 import numpy as np
 import onnxruntime as ort
 
 from streamer.audio.windows import Window
-from streamer.config import convert_options
 from streamer.errors import CheckpointError
 from streamer.models.base import Model, ModelSpec
 from streamer.models.basic_pitch.posteriors import NoteRules, window_notes
@@ -86,29 +84,3 @@ class BasicPitch(Model):
         audio = np.stack([req.audio for req in batch]).astype(np.float32, copy=False)
         frames, onsets = self.posteriors(audio)
         return [window_notes(frames[i], onsets[i], FRAME_SECONDS, self.rules) for i in range(len(batch))]
-
-
-Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-
-
-class BasicPitchOptions(msgspec.Struct, forbid_unknown_fields=True):
-    """The `[model]` table of configs/basic-pitch.toml (docs/models.md); unknown keys are a config_error."""
-
-    onset_threshold: Probability = 0.5
-    frame_threshold: Probability = 0.3
-    minimum_note_length_ms: Annotated[float, msgspec.Meta(ge=0.0)] = 127.70
-    melodia_trick: bool = True
-    infer_onsets: bool = True
-    threads: Annotated[int, msgspec.Meta(ge=0)] = 0  # onnxruntime intra-op threads; 0: its default
-
-
-def build_model(options: dict[str, Any]) -> BasicPitch:
-    parsed: BasicPitchOptions = convert_options(options, BasicPitchOptions, "[model] options for basic-pitch")
-    rules = NoteRules(
-        onset_threshold=parsed.onset_threshold,
-        frame_threshold=parsed.frame_threshold,
-        min_note_frames=round(parsed.minimum_note_length_ms / MS_PER_S / FRAME_SECONDS),
-        infer_onsets=parsed.infer_onsets,
-        melodia_trick=parsed.melodia_trick,
-    )
-    return BasicPitch(rules, threads=parsed.threads)
