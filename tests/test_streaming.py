@@ -7,6 +7,7 @@ relay interim notes only to clients that ask, and survive the engine merging a l
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import hypothesis.strategies as st
@@ -98,7 +99,7 @@ def test_late_and_odd_decisions_still_give_ordered_paired_events(decisions: list
     bounds = sorted({0, len(decisions), *[c for c in cuts if c <= len(decisions)]})
     events = []
     block = Block(np.zeros(0, np.float32), 0)
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         group = [NoteDecision(t, pitch, start, velocity) for t, pitch, start, velocity in decisions[lo:hi]]
         new, _ = track.apply(PlannedBlock(block), StepResult(group, 0.0))
         events += new
