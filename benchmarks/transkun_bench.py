@@ -37,7 +37,13 @@ from benchmarks.evalset import CLEAN, DEFAULT_SECONDS, NOISY, PIANO_SET, Item, S
 from streamer.audio.windows import Window
 from streamer.models.base import Model, WindowRequest
 from streamer.models.transkun import TranskunModel, TranskunOptions, load_network
-from streamer.models.transkun.spec import FRAME_HOP, HIGHEST_KEY, LOWEST_KEY, SAMPLE_RATE
+from streamer.models.transkun.spec import (
+    CONTINUATION_TOLERANCE_S,
+    FRAME_HOP,
+    HIGHEST_KEY,
+    LOWEST_KEY,
+    SAMPLE_RATE,
+)
 from streamer.notes import Note, WindowNote
 from streamer.offline import transcribe_array
 from streamer.stitch import events_to_notes
@@ -47,6 +53,8 @@ DEFAULT_GRID = 11  # frames (0.255 s): hops and margins are multiples of it
 DEFAULT_WINDOWS = (16.0,)
 DEFAULT_HOPS = (0.5, 1.0, 2.0)
 DEFAULT_MARGINS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
+JITTER_WINDOWS_S = 1.1  # onsets are compared between windows whose starts are this close
+ONSET_MATCH_S = 0.05
 
 
 def piano_items(noisy: bool, seconds: float) -> list[Item]:
@@ -107,6 +115,7 @@ def run_accuracy(args: argparse.Namespace) -> str:
     del reference
     network = load_network()
     rows: list[Row] = []
+    jitter: list[float] = []
     hops = sorted({on_grid(h, args.grid) for h in args.hops})
     margins = sorted({on_grid(m, args.grid) for m in args.margins})
     for window_s in args.windows:
@@ -120,13 +129,45 @@ def run_accuracy(args: argparse.Namespace) -> str:
                 events, _ = transcribe_array(cached, audio[item][0], SAMPLE_RATE, hop_s=hop, commit_margin_s=margin)
                 per_setting[(hop, margin)].append(score(truth[item], piano_notes(events_to_notes(events))))
             took = time.perf_counter() - began
+            jitter += onset_jitter(cached.cache)
             print(
                 f"window {model.spec.window_s:.2f} s, {item.name} {item.variant}: {cached.computed} windows in "
                 f"{took:.0f} s",
                 flush=True,
             )
         rows += [Row(model.spec.window_s, h, m, s) for (h, m), s in per_setting.items()]
-    return accuracy_report(rows, own, items, args)
+    return accuracy_report(rows, own, items, args) + "\n\n" + jitter_report(jitter)
+
+
+def onset_jitter(windows: dict[tuple[int, int], list[WindowNote]], near_s: float = JITTER_WINDOWS_S) -> list[float]:
+    """How far apart two overlapping windows (starts at most `near_s` apart) place the same key's onset: for each
+    onset one window saw, the nearest onset of that key the other saw, if within 50 ms."""
+    gaps = []
+    starts = sorted(windows)
+    for i, (a, _) in enumerate(starts):
+        for b, valid in starts[i + 1 :]:
+            if (b - a) / SAMPLE_RATE > near_s:
+                break
+            theirs = [(n.pitch, b / SAMPLE_RATE + n.onset) for n in windows[(b, valid)] if n.onset is not None]
+            for n in windows[starts[i]]:
+                if n.onset is None or n.control is not None:
+                    continue
+                at = a / SAMPLE_RATE + n.onset
+                near = [abs(t - at) for pitch, t in theirs if pitch == n.pitch and abs(t - at) <= ONSET_MATCH_S]
+                if near:
+                    gaps.append(min(near))
+    return gaps
+
+
+def jitter_report(gaps: Sequence[float]) -> str:
+    if not gaps:
+        return "onset jitter between overlapping windows: no onset seen twice"
+    ms = np.array(gaps) * 1000
+    return (
+        f"onset jitter between overlapping windows (same key, {len(ms)} pairs): median {np.median(ms):.1f} ms, "
+        f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms (stitcher tolerance "
+        f"{1000 * CONTINUATION_TOLERANCE_S:.0f} ms)"
+    )
 
 
 def accuracy_report(rows: Sequence[Row], own: Sequence[Scores], items: Sequence[Item], args: argparse.Namespace) -> str:
