@@ -11,6 +11,7 @@ PYTEST_ARGS ?=
 # torch 2.13.0's CPU wheel is what the MT3 models and their tests run on (other pins pull a multi-GB CUDA build).
 TORCH := torch==2.13.0
 BASIC_PITCH := basic-pitch==0.4.0
+NOTE_SEQ := note-seq==0.0.5
 TRANSKUN := transkun==2.0.1
 
 .PHONY: serve piano test lint clean
@@ -38,6 +39,9 @@ $(VENV)/.piano-installed: pyproject.toml $(VENV)/.serve-installed
 
 $(VENV)/.test-installed: pyproject.toml $(VENV)/.piano-installed
 	$(BIN)/pip install --quiet -e ".[mt3,test,bench]"
+	# NoteSequence export: only note-seq's generated protobuf module is used (protobuf comes with onnx); its
+	# dependencies (librosa, numba, scipy, ... about 750 MB) are not needed.
+	$(BIN)/pip install --quiet --no-deps $(NOTE_SEQ)
 	touch $@
 
 serve: $(VENV)/.serve-installed

@@ -44,7 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _config_from(args)
     ssl_context = _tls(config)
     if config.midi.files_dir:
-        from streamer.sinks.midi_file import probe_directory
+        from streamer.sinks.session_file import probe_directory
 
         probe_directory(config.midi.files_dir)
     # Load models before binding, so that a missing checkpoint fails here with its how-to message.
@@ -141,7 +141,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     elif not args.quiet:
         for event in events:
             print(format_event(event))
-    events_to_midi(events).save(str(args.output))
+    if args.format == "notesequence":
+        from streamer.sinks.notesequence import notesequence_bytes
+
+        args.output.write_bytes(notesequence_bytes(events, done.duration))
+    else:
+        events_to_midi(events, done.duration).save(str(args.output))
     print(f"{done.notes} notes in {done.duration:.2f}s of audio → {args.output}", file=sys.stderr)
     return 0
 
@@ -181,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     transcribe = sub.add_parser("transcribe", help="transcribe a file offline (same windowing and stitching)")
     transcribe.add_argument("input", type=Path)
-    transcribe.add_argument("-o", "--output", type=Path, required=True, help="MIDI file to write")
+    transcribe.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    transcribe.add_argument(
+        "--format", choices=["midi", "notesequence"], default="midi",
+        help="a standard MIDI file, or a Magenta NoteSequence (binary protobuf; needs note-seq, docs/midi.md)",
+    )  # fmt: skip
     transcribe.add_argument("--model")
     transcribe.add_argument("--config", type=Path)
     transcribe.add_argument("--hop", type=float)

@@ -26,6 +26,7 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 FasterThanRealtime = Literal["throttle", "refuse", "allow"]
 MidiBackend = Literal["auto", "alsa", "jack", "coremidi", "windows-mm"]
 EngineBackend = Literal["local"]
+FileFormat = Literal["midi", "notesequence"]
 
 
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -88,6 +89,7 @@ class MidiConfig(msgspec.Struct, forbid_unknown_fields=True):
     backend: MidiBackend = "auto"
     per_session: bool = False
     files_dir: str = ""  # empty: session MIDI files are not kept
+    files_formats: list[FileFormat] = msgspec.field(default_factory=lambda: ["midi"])  # in files_dir
 
 
 class AuthConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -52,7 +52,8 @@ def transcribe_array(
     def _applier(seq: int) -> Callable[[Result], None]:
         return lambda result: take(session.on_result(seq, result))
 
-    start = p.Start(sample_rate=sample_rate, encoding="f32le", hop=hop_s)
+    # A streaming model has blocks of its own: the server-wide hop is for windowed models.
+    start = p.Start(sample_rate=sample_rate, encoding="f32le", hop=None if model.spec.streaming else hop_s)
     take(session.on_message(p.encode(start), 0.0))
     if failures:
         raise ValueError(failures[0])

@@ -22,7 +22,8 @@ from streamer.errors import FrameTooLarge, NotReading, StreamerError
 from streamer.jobs import Result
 from streamer.session import Output, Session, Started
 from streamer.sinks.base import EventSink
-from streamer.sinks.midi_file import MidiFileSink, finish_files
+from streamer.sinks.midi_file import MidiFileSink
+from streamer.sinks.session_file import SessionFile, finish_files
 
 if TYPE_CHECKING:
     from streamer.engine import StreamHandle
@@ -53,7 +54,7 @@ class Connection:
         self.session = Session(self.id, state.specs, state.session_options, now=time.monotonic())
         self.log = SessionLog(log, {"session": self.id})
         self.sinks: list[EventSink] = []
-        self._files: list[MidiFileSink] = []  # closed before `done` is sent, so the client hears of failures
+        self._files: list[SessionFile] = []  # closed before `done` is sent, so the client hears of failures
         self._session_file: MidiFileSink | None = None
         self._stream: StreamHandle | None = None
         self._outbox: asyncio.Queue[p.ServerMessage | None] = asyncio.Queue()
@@ -194,8 +195,8 @@ class Connection:
 
     async def _open_sinks(self) -> None:
         opened = await asyncio.to_thread(self.state.open_sinks, self.id)
-        self._files += [s for s in opened if isinstance(s, MidiFileSink)]
-        self.sinks += [s for s in opened if not isinstance(s, MidiFileSink)]
+        self._files += [s for s in opened if isinstance(s, SessionFile)]
+        self.sinks += [s for s in opened if not isinstance(s, SessionFile)]
 
     def _send_to_sinks(self, events: Sequence[p.NoteEvent]) -> None:
         for sink in [*self.sinks, *self._files]:

@@ -14,6 +14,10 @@ class SessionSinks:
     def __init__(self, config: MidiConfig) -> None:
         self.config = config
         self._ports = None
+        if config.files_dir and "notesequence" in config.files_formats:
+            from streamer.sinks.notesequence import music_pb2
+
+            music_pb2()  # fail at start-up, with how to install it, rather than at the first session's end
         if config.port:
             from streamer.sinks.midi_port import MidiPortManager
 
@@ -27,10 +31,14 @@ class SessionSinks:
         sinks: list[EventSink] = []
         if self._ports is not None:
             sinks.append(self._ports.open_session(session_id))
-        if self.config.files_dir:
+        if self.config.files_dir and "midi" in self.config.files_formats:
             from streamer.sinks.midi_file import MidiFileSink
 
             sinks.append(MidiFileSink(session_id, self.config.files_dir))
+        if self.config.files_dir and "notesequence" in self.config.files_formats:
+            from streamer.sinks.notesequence import NoteSequenceFileSink
+
+            sinks.append(NoteSequenceFileSink(session_id, self.config.files_dir))
         return sinks
 
     @property

@@ -10,16 +10,14 @@ from __future__ import annotations
 import base64
 import io
 import os
-import re
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import mido
 
-from streamer.errors import ConfigError
 from streamer.notes import DRUM_CHANNEL, Note
 from streamer.protocol import NoteEvent, NoteOff, NoteOn
 from streamer.sinks.midi_render import MidiRenderer
+from streamer.sinks.session_file import SessionFile
 
 TICKS_PER_BEAT = 960
 TEMPO = 500_000  # microseconds per beat: 120 bpm
@@ -120,32 +118,21 @@ def midi_bytes(midi: mido.MidiFile) -> bytes:
     return buffer.getvalue()
 
 
-class MidiFileSink:
-    """An `EventSink` that records a session and, on close, keeps it as `<directory>/<session id>.mid`.
+class MidiFileSink(SessionFile):
+    """The session as a standard MIDI file (`<session id>.mid`); also what `done.midi` carries."""
 
-    `directory` None keeps nothing on disk; `data` after `close()` holds the file either way (the server sends it
-    to the client in `done`). A file that cannot be written raises OSError from `close()` and leaves nothing
-    behind (no partial file).
-    """
+    suffix = MIDI_FILE_SUFFIX
 
     def __init__(self, session_id: str, directory: str | os.PathLike[str] | None = None) -> None:
-        self.session_id = session_id
-        self._directory = Path(directory) if directory else None
+        super().__init__(session_id, directory)
         self._builder = MidiFileBuilder()
-        self.data: bytes | None = None
-        self.path: Path | None = None
 
     def send(self, events: Sequence[NoteEvent]) -> None:
         if self.data is None:
             self._builder.add(events)
 
-    def close(self, end_time: float | None = None) -> None:
-        """Finish the file; notes still sounding end at `end_time` (session length), else the last event."""
-        if self.data is not None:
-            return
-        self.data = midi_bytes(self._builder.finish(end_time))
-        if self._directory is not None:
-            self.path = _write_atomically(self._directory / _file_name(self.session_id), self.data)
+    def build(self, end_time: float | None) -> bytes:
+        return midi_bytes(self._builder.finish(end_time))
 
     def to_bytes(self) -> bytes:
         if self.data is None:
@@ -154,46 +141,6 @@ class MidiFileSink:
 
     def base64(self) -> str:
         return base64.b64encode(self.to_bytes()).decode("ascii")
-
-
-def finish_files(files: Sequence[MidiFileSink], end_time: float) -> list[str]:
-    """Close every file sink of a session; returns what went wrong, one line per file that failed."""
-    errors = []
-    for sink in files:
-        try:
-            sink.close(end_time)
-        except OSError as e:
-            errors.append(f"cannot write {sink.session_id}{MIDI_FILE_SUFFIX}: {e.strerror or e}")
-    return errors
-
-
-def probe_directory(directory: str | os.PathLike[str]) -> None:
-    """Start-up check that session files can be kept in `directory`: created if missing, and writable."""
-    path = Path(directory)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path / ".streamer-probe", b"")
-        (path / ".streamer-probe").unlink()
-    except OSError as e:
-        raise ConfigError(f"[midi] files_dir {str(path)!r} is not writable: {e.strerror or e}") from e
-
-
-def _file_name(session_id: str) -> str:
-    # Session ids come from the server, but a file name must never climb out of the configured folder.
-    return re.sub(r"[^A-Za-z0-9._-]", "_", session_id).lstrip(".") + MIDI_FILE_SUFFIX
-
-
-def _write_atomically(path: Path, data: bytes) -> Path:
-    # Whoever watches the folder (a DAW, a sync tool) never sees half a file, and a failed write leaves nothing.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        partial.write_bytes(data)
-        partial.replace(path)
-    except OSError:
-        partial.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_notes(source: str | os.PathLike[str] | bytes | mido.MidiFile) -> list[Note]:
