@@ -25,7 +25,7 @@ Count = Annotated[int, msgspec.Meta(ge=1)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 FasterThanRealtime = Literal["throttle", "refuse", "allow"]
 MidiBackend = Literal["auto", "alsa", "jack", "coremidi", "windows-mm"]
-EngineBackend = Literal["local"]
+EngineBackend = Literal["local", "ray"]
 FileFormat = Literal["midi", "notesequence"]
 
 
@@ -79,6 +79,22 @@ class EngineConfig(msgspec.Struct, forbid_unknown_fields=True):
     max_queued_windows: Count = 8  # per live session: older queued windows are skipped beyond this
 
 
+class ReplicasConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """`[engine] backend = "ray"`: model replicas in Ray Serve (docs/scaling.md). `streamer replicas` reads the
+    replica side (count, batching, resources); front ends read the address, retries, timeout and in-flight bound."""
+
+    address: Annotated[str, msgspec.Meta(pattern=r"^https?://[^/]+$")] = "http://127.0.0.1:8000"
+    ray_address: str = ""  # the Ray cluster `streamer replicas` joins; empty: it starts one on this machine
+    count: Count = 2  # replicas per model
+    max_batch: Count = 8  # windows per replica batch
+    batch_wait_ms: NonNegative = 4.0  # how long a replica waits for its batch to fill
+    cpus: Positive = 1.0  # Ray CPUs per replica
+    gpus: NonNegative = 0.0  # Ray GPUs per replica
+    retries: Annotated[int, msgspec.Meta(ge=0)] = 2  # a window whose replica failed is sent again this often
+    timeout_s: Positive = 30.0  # a window unanswered this long counts as a failed attempt
+    max_in_flight: Annotated[int, msgspec.Meta(ge=0)] = 0  # windows out per front end and model; 0: count × max_batch
+
+
 class WindowingConfig(msgspec.Struct, forbid_unknown_fields=True):
     hop: Positive | None = None  # seconds; None: the model's default
     commit_margin: NonNegative | None = None  # seconds; None: the model's default
@@ -105,6 +121,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
+    replicas: ReplicasConfig = msgspec.field(default_factory=ReplicasConfig)
     windowing: WindowingConfig = msgspec.field(default_factory=WindowingConfig)
     midi: MidiConfig = msgspec.field(default_factory=MidiConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
