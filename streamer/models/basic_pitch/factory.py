@@ -7,9 +7,9 @@ from typing import Annotated, Any
 import msgspec
 
 from streamer.config import convert_options
-from streamer.models.base import Model
+from streamer.models.base import Model, ModelSpec
 from streamer.models.basic_pitch.incremental import StreamingConfig
-from streamer.models.basic_pitch.model import FRAME_SECONDS, BasicPitch
+from streamer.models.basic_pitch.model import FRAME_SECONDS, SPEC, BasicPitch
 from streamer.models.basic_pitch.note_tracker import DEFAULT_CONFIRM_FRAMES, TrackerConfig
 from streamer.models.basic_pitch.posteriors import NoteRules
 
@@ -41,10 +41,21 @@ class BasicPitchOptions(msgspec.Struct, forbid_unknown_fields=True):
     threads: Frames = 0  # windowed: onnxruntime intra-op threads; 0: its default
 
 
-def build_model(options: dict[str, Any]) -> Model:
-    parsed: BasicPitchOptions = convert_options(options, BasicPitchOptions, "[model] options for basic-pitch")
-    min_note_frames = round(parsed.minimum_note_length_ms / MS_PER_S / FRAME_SECONDS)
+def build_spec(options: dict[str, Any]) -> ModelSpec:
+    """The spec of the model `build_model(options)` builds, without loading weights (for front ends whose models
+    run in replicas elsewhere)."""
+    parsed = _parse(options)
     if not parsed.streaming:
+        return SPEC
+    from streamer.models.basic_pitch.streaming_model import streaming_spec
+
+    return streaming_spec(_streaming_configs(parsed)[0])
+
+
+def build_model(options: dict[str, Any]) -> Model:
+    parsed = _parse(options)
+    if not parsed.streaming:
+        min_note_frames = round(parsed.minimum_note_length_ms / MS_PER_S / FRAME_SECONDS)
         rules = NoteRules(
             onset_threshold=parsed.onset_threshold,
             frame_threshold=parsed.frame_threshold,
@@ -55,6 +66,17 @@ def build_model(options: dict[str, Any]) -> Model:
         return BasicPitch(rules, threads=parsed.threads)
     from streamer.models.basic_pitch.streaming_model import build_streaming
 
+    network, tracker = _streaming_configs(parsed)
+    return build_streaming(network, tracker, parsed.max_batch)
+
+
+def _parse(options: dict[str, Any]) -> BasicPitchOptions:
+    parsed: BasicPitchOptions = convert_options(options, BasicPitchOptions, "[model] options for basic-pitch")
+    return parsed
+
+
+def _streaming_configs(parsed: BasicPitchOptions) -> tuple[StreamingConfig, TrackerConfig]:
+    min_note_frames = round(parsed.minimum_note_length_ms / MS_PER_S / FRAME_SECONDS)
     try:
         network = StreamingConfig(
             lookahead_frames=parsed.lookahead_frames,
@@ -75,4 +97,4 @@ def build_model(options: dict[str, Any]) -> Model:
         from streamer.errors import ConfigError
 
         raise ConfigError(f"invalid [model] options for basic-pitch: {e}") from None
-    return build_streaming(network, tracker, parsed.max_batch)
+    return network, tracker

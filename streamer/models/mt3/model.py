@@ -28,6 +28,7 @@ from streamer.models.mt3.codec import decode_window
 from streamer.models.mt3.decoding import DecodeOptions, greedy_decode
 from streamer.models.mt3.frontend import FRONTENDS, LogMelFrontend, zero_padding_frames
 from streamer.models.mt3.spec import (
+    DESCRIPTIONS,
     MAX_DECODE_TOKENS,
     MIN_HOP_S,
     SAMPLE_RATE,
@@ -102,11 +103,6 @@ MODEL_DEFAULTS: dict[str, dict[str, object]] = {
         "memory_start_token": True,
     },
 }
-DESCRIPTIONS = {
-    "mt3-pytorch": "MT3 (Gardner et al. 2022), official weights via kunato/mt3-pytorch; multi-instrument",
-    "mr-mt3": "MR-MT3 (Tan et al. 2024): MT3 with a memory of the previous segment's tokens",
-}
-
 
 class TokenHistory:
     """A stream's recent decoded token rows keyed by window end sample; bounded, oldest dropped first."""
@@ -123,6 +119,11 @@ class TokenHistory:
 
     def ending_at(self, sample: int) -> np.ndarray | None:
         return self._rows.get(sample)
+
+    def rows(self) -> list[tuple[int, np.ndarray]]:
+        """(end sample, tokens), oldest first: remembering them in this order rebuilds the same history (model
+        replicas receive a stream's history with each window, see streamer/replicas/memory.py)."""
+        return list(self._rows.items())
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -5,6 +5,8 @@ Every other MT3 module takes its numbers from here (reference §2.1, §3, §4.1,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from streamer.models.base import ModelSpec
 
 SAMPLE_RATE = 16_000  # Hz
@@ -28,6 +30,18 @@ MAX_DECODE_TOKENS = 1024  # the training target length
 DEFAULT_HOP_S = 0.512
 MIN_HOP_S = 0.256  # each window costs a full autoregressive decode; below this the cost per stream explodes
 COMMIT_MARGIN_S = 0.256
+
+
+DESCRIPTIONS = {
+    "mt3-pytorch": "MT3 (Gardner et al. 2022), official weights via kunato/mt3-pytorch; multi-instrument",
+    "mr-mt3": "MR-MT3 (Tan et al. 2024): MT3 with a memory of the previous segment's tokens",
+}
+
+
+def model_spec(name: str, options: Mapping[str, object]) -> ModelSpec:
+    """The spec of "mt3-pytorch" or "mr-mt3" without loading either (no option changes it): what a front end
+    whose models run elsewhere needs."""
+    return mt3_spec(name, DESCRIPTIONS.get(name, name))
 
 
 def mt3_spec(name: str, description: str) -> ModelSpec:

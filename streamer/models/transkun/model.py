@@ -30,7 +30,7 @@ from streamer.models.transkun.checkpoints import (
 from streamer.models.transkun.decoding import Interval, best_intervals, refinement, trace, window_notes
 from streamer.models.transkun.frontend import frame_count
 from streamer.models.transkun.network import TranskunNetwork
-from streamer.models.transkun.spec import SAMPLE_RATE, WINDOW_SAMPLES, transkun_spec
+from streamer.models.transkun.spec import transkun_spec, window_samples_for
 from streamer.notes import WindowNote
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -67,7 +67,7 @@ class TranskunOptions:
 
     @property
     def window_samples(self) -> int:
-        return round(self.window * SAMPLE_RATE) if self.window else WINDOW_SAMPLES
+        return window_samples_for(self.window)
 
 
 class TranskunModel(Model):

@@ -6,6 +6,8 @@ constants are ours, chosen by measurement (docs/models.md, benchmarks/transkun_b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from streamer.models.base import ModelSpec
 from streamer.notes import SOFT_PEDAL, SUSTAIN_PEDAL
 
@@ -37,6 +39,18 @@ COMMIT_MARGIN_S = 2.0
 CONTINUATION_TOLERANCE_S = 2 * FRAME_S
 
 DESCRIPTION = "Transkun v2 (Yan & Duan, ISMIR 2024): piano notes with velocity, sustain and soft pedal"
+
+
+def window_samples_for(window_s: float) -> int:
+    """The `window` option (seconds; 0: the training segment) in samples."""
+    return round(window_s * SAMPLE_RATE) if window_s else WINDOW_SAMPLES
+
+
+def model_spec(options: Mapping[str, object]) -> ModelSpec:
+    """The spec of the model the `[model]` options build, without loading it (only `window` changes it): what a
+    front end whose models run in replicas elsewhere needs."""
+    window = options.get("window", 0.0)
+    return transkun_spec(window_samples_for(float(window) if isinstance(window, int | float) else 0.0))
 
 
 def transkun_spec(window_samples: int = WINDOW_SAMPLES, name: str = "transkun") -> ModelSpec:
