@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOOP_LAG_INTERVAL_S = 0.25
+
+
+def queue_bound(max_queued_windows: int, max_lag_s: float, spec: ModelSpec) -> int:
+    """How many jobs a live stream may queue before older ones are merged away. A streaming model's blocks are short
+    (46 ms): they are bounded by the lag allowed, in blocks, not by the window count."""
+    if not spec.streaming:
+        return max_queued_windows
+    return max(max_queued_windows, math.ceil(max_lag_s / spec.window_s) + 1)
 
 
 class ServerState:
@@ -68,7 +77,7 @@ class ServerState:
                 max_batch=cfg.max_batch,
                 max_wait_ms=cfg.max_wait_ms,
                 max_lag_s=cfg.max_lag_s,
-                max_queued=cfg.max_queued_windows,
+                max_queued=queue_bound(cfg.max_queued_windows, cfg.max_lag_s, model.spec),
                 observer=self.metrics.engine_observer(name, model.spec.window_s),
             )
             engine.start(loop)
