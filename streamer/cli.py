@@ -1,4 +1,4 @@
-"""The `streamer` command: serve | stream | transcribe | models."""
+"""The `streamer` command: serve | replicas | stream | transcribe | models."""
 
 from __future__ import annotations
 
@@ -62,6 +62,21 @@ def _tls(config: Config) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as e:
         raise ConfigError(f"auth.tls_cert / auth.tls_key: cannot load {config.auth.tls_cert}: {e}") from None
     return context
+
+
+# ---- replicas ----------------------------------------------------------------------------------------------------
+
+
+def cmd_replicas(args: argparse.Namespace) -> int:
+    from streamer.replicas.launcher import serve_replicas
+
+    overrides: dict[str, Any] = {}
+    replicas = {k: v for k in ("count", "address") if (v := getattr(args, k, None)) is not None}
+    if replicas:
+        overrides["replicas"] = replicas
+    config = load_config(args.config, overrides)
+    serve_replicas(config, args.model or [config.model])
+    return 0
 
 
 # ---- stream ------------------------------------------------------------------------------------------------------
@@ -170,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--midi-port", help="open a virtual MIDI output port with this name")
     serve.add_argument("--midi-backend", help="auto | alsa | jack | coremidi | windows-mm")
     serve.set_defaults(func=cmd_serve)
+
+    replicas = sub.add_parser("replicas", help="run model replicas in Ray Serve for [engine] backend = \"ray\"")
+    replicas.add_argument("--model", action="append", help="model to serve (repeat for several; default: config's)")
+    replicas.add_argument("--count", type=int, help="replicas per model (default [replicas] count)")
+    replicas.add_argument("--address", help="HTTP ingress to serve on, http://HOST:PORT (default [replicas] address)")
+    replicas.add_argument("--config", type=Path, help="TOML file over configs/default.toml")
+    replicas.set_defaults(func=cmd_replicas)
 
     stream = sub.add_parser("stream", help="stream an audio file to a server and print the notes")
     stream.add_argument("file", type=Path)
