@@ -47,6 +47,10 @@ STATIC_PREFIX = "/static/"
 
 def load_models(config: Config) -> dict[str, Model]:
     names = [config.model, *[n for n in config.preload if n != config.model]]
+    if config.engine.backend == "ray":  # replicas load the models; this server needs their specs only
+        from streamer.replicas.remote_model import remote_models
+
+        return remote_models(config, names)
     return {name: load_model(name, config.model_options(name)) for name in names}
 
 

@@ -20,6 +20,7 @@ from streamer.sinks.base import EventSink
 from streamer.sinks.factory import SessionSinks
 
 if TYPE_CHECKING:
+    from streamer.replicas.remote_engine import RemoteEngine
     from streamer.server.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class ServerState:
             max_pending_windows=config.engine.max_pending_windows,
         )
         self.metrics = Metrics()
-        self.engines: dict[str, Engine] = {}
+        self.engines: dict[str, Engine | RemoteEngine] = {}
         self.metrics.queued.set_function(lambda: sum(e.queued for e in self.engines.values()))
         self.connections: set[Connection] = set()
         self._per_client: Counter[str] = Counter()
@@ -72,14 +73,23 @@ class ServerState:
         self.metrics.tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
         cfg = self.config.engine
         for name, model in self.models.items():
-            engine = Engine(
-                model,
-                max_batch=cfg.max_batch,
-                max_wait_ms=cfg.max_wait_ms,
-                max_lag_s=cfg.max_lag_s,
-                max_queued=queue_bound(cfg.max_queued_windows, cfg.max_lag_s, model.spec),
-                observer=self.metrics.engine_observer(name, model.spec.window_s),
-            )
+            observer = self.metrics.engine_observer(name, model.spec.window_s)
+            max_queued = queue_bound(cfg.max_queued_windows, cfg.max_lag_s, model.spec)
+            engine: Engine | RemoteEngine
+            if cfg.backend == "ray":  # the model's replicas run in Ray Serve; this server sends them windows
+                from streamer.replicas.remote_engine import RemoteEngine
+
+                engine = RemoteEngine(model, self.config.replicas, max_lag_s=cfg.max_lag_s, max_queued=max_queued,
+                                      observer=observer)  # fmt: skip
+            else:
+                engine = Engine(
+                    model,
+                    max_batch=cfg.max_batch,
+                    max_wait_ms=cfg.max_wait_ms,
+                    max_lag_s=cfg.max_lag_s,
+                    max_queued=max_queued,
+                    observer=observer,
+                )
             engine.start(loop)
             self.engines[name] = engine
         self._lag_task = loop.create_task(self._watch_loop_lag())
