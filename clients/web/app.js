@@ -1,12 +1,13 @@
-// The demo page: microphone → AudioWorklet → WebSocket → note events → piano roll, latency, playback, MIDI.
+// The demo page: microphone → AudioWorklet → WebSocket → note events → piano roll, latency, playback, MIDI file.
 // `window.streamerDemo` exposes the page's state for tests and for the curious (open the console).
 
 import { Capture, listMicrophones, microphoneError, openMicrophone } from "./capture.js";
-import { CLOSE_GOING_AWAY, StreamConnection, streamUrl } from "./connection.js";
+import { StreamConnection, streamUrl } from "./connection.js";
 import { LatencyMeter } from "./latency.js";
-import { encodeMidi } from "./midi.js";
 import { NoteStore, instrumentOf, noteName } from "./notes.js";
 import { PianoRoll } from "./pianoroll.js";
+import { CLOSE_GOING_AWAY } from "./resume.js";
+import { LiveStream } from "./stream.js";
 import { Synth } from "./synth.js";
 
 const HEALTH_POLL_MS = 5000;
@@ -15,6 +16,7 @@ const BACKLOG_WARN_S = 0.25;
 const RECENT_NOTES = 16;
 const METER_FLOOR_DB = -60;
 const METER_FALL_DB_PER_S = 30;
+const READOUT_INTERVAL_MS = 250;
 
 // What a server error code means to the person at the microphone; the server's own message follows it.
 const SERVER_ERRORS = {
@@ -34,6 +36,14 @@ function decibels(amplitude) {
   return amplitude > 0 ? Math.max(METER_FLOOR_DB, 20 * Math.log10(amplitude)) : METER_FLOOR_DB;
 }
 
+function milliseconds(seconds) {
+  return `${Math.round(seconds * 1000)} ms`;
+}
+
+function base64Bytes(text) {
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+}
+
 class DemoPage {
   constructor() {
     this.el = Object.fromEntries(
@@ -43,9 +53,10 @@ class DemoPage {
     this.roll = new PianoRoll(this.el.roll);
     this.synth = new Synth();
     this.models = [];
-    this.starting = false; // between Start and a session (or its failure)
+    this.starting = false; // between Start and a run (or its failure)
     this.serverSeen = false;
-    this.active = null; // the session in progress: {capture, conn, latency, ready, stopRequested, fatal, done}
+    this.active = null; // the run in progress: {capture, live, latency, stopRequested, stopTimer, from, done}
+    this.midiParts = []; // the server sessions of the last run: {session, from, to, midi (bytes), error, url}
     this.meterDb = METER_FLOOR_DB;
     this.lastFrameWall = 0;
     this.frameSeconds = 0;
@@ -54,6 +65,9 @@ class DemoPage {
       status: "idle",
       statusText: "",
       notes: this.store.notes,
+      interim: this.store.interim,
+      interimStats: this.store.interimStats,
+      interimDrawn: 0, // animation frames in which the roll drew interim notes
       errors: [],
       warnings: [],
       latencyMs: null,
@@ -61,10 +75,14 @@ class DemoPage {
       level: 0,
       maxLevel: 0,
       sampleRate: null,
-      samplesSent: 0,
+      samplesSent: 0, // timeline position of the audio sent to the server
+      samplesCaptured: 0, // timeline position of the audio captured (ahead of samplesSent while reconnecting)
       backlogSeconds: 0,
-      session: null,
-      done: null,
+      session: null, // the current session's `ready`
+      sessions: [], // every session of the run: {session, model, resumeAt}
+      resumes: [], // {attempt, resumeAt, lostSeconds, closeCode, session}
+      done: null, // the last `done`
+      midiFiles: [], // the server's MIDI files of the run: {session, from, to, bytes, error}
     };
     window.streamerDemo = this.state;
   }
@@ -73,7 +91,7 @@ class DemoPage {
     this.el.controls.addEventListener("submit", (e) => {
       e.preventDefault();
       if (this.active) this.stop();
-      else this.start();
+      else if (!this.starting) this.start();
     });
     this.el.model.addEventListener("change", () => this.showModel());
     this.el.download.addEventListener("click", () => this.downloadMidi());
@@ -90,7 +108,7 @@ class DemoPage {
   // ---- server discovery ----------------------------------------------------------------------------------------
 
   async pollHealth() {
-    if (this.active || this.starting) return; // during a session the socket says whether the server is there
+    if (this.active || this.starting) return; // during a run the socket says whether the server is there
     try {
       const response = await fetch("/healthz", { cache: "no-store" });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
@@ -116,14 +134,38 @@ class DemoPage {
     this.showModel();
   }
 
+  selectedModel() {
+    return this.models.find((m) => m.name === this.el.model.value);
+  }
+
+  /**
+   * The chosen model's description and hop. A streaming model reads the audio in blocks of its own and takes no
+   * hop (a `start` with one is refused), so the control is disabled, and empty: a disabled field is neither
+   * submitted nor validated.
+   */
   showModel() {
-    const model = this.models.find((m) => m.name === this.el.model.value);
+    const model = this.selectedModel();
     if (!model) return;
     const hop = this.el.hop;
-    hop.min = model.min_hop;
-    hop.max = model.max_hop;
-    hop.value = model.default_hop;
-    this.el.modelDescription.textContent = `${model.description} (window ${model.window.toFixed(2)} s).`;
+    if (model.streaming) {
+      hop.value = "";
+      hop.placeholder = "–";
+      this.el.hopHelp.textContent =
+        `${model.name} streams: it reads the audio in blocks of ${milliseconds(model.window)} and commits each ` +
+        `note once ${milliseconds(model.lookahead)} of audio after it has arrived (its look-ahead), so there is ` +
+        "no hop to choose.";
+      this.el.modelDescription.textContent = `${model.description}.`;
+    } else {
+      hop.min = model.min_hop;
+      hop.max = Math.max(model.min_hop, model.max_hop); // the server rounds max_hop to 3 decimals
+      hop.value = model.default_hop;
+      hop.placeholder = "";
+      this.el.hopHelp.textContent =
+        `The hop is how often the model looks again (${model.min_hop}–${model.max_hop} s): shorter is faster ` +
+        "and costs more.";
+      this.el.modelDescription.textContent = `${model.description} (window ${model.window.toFixed(2)} s).`;
+    }
+    hop.disabled = model.streaming || this.active !== null;
   }
 
   async refreshDevices(selectedId) {
@@ -140,13 +182,15 @@ class DemoPage {
     );
   }
 
-  // ---- a session -----------------------------------------------------------------------------------------------
+  // ---- a run ---------------------------------------------------------------------------------------------------
 
   async start() {
-    this.resetSession();
+    this.resetRun();
     this.setStatus("starting", "Opening the microphone…");
     this.updateControls(true);
-    this.el.start.disabled = true; // until there is a session to stop
+    // Until there is a run to stop the button does nothing; it is not disabled, which would take the keyboard
+    // focus away from it.
+    this.el.start.setAttribute("aria-disabled", "true");
     this.starting = true;
     try {
       await this.open();
@@ -180,85 +224,107 @@ class DemoPage {
     this.refreshDevices(capture.deviceId);
     this.frameSeconds = 0;
     this.state.sampleRate = capture.sampleRate;
-    const session = {
+    const url = streamUrl(window.location);
+    const run = {
       capture,
       latency: new LatencyMeter(capture.sampleRate),
-      ready: false,
       stopRequested: false,
-      fatal: null,
-      done: null,
+      stopTimer: null,
+      from: 0, // where the current session begins on the timeline
+      done: false, // the current session sent `done`
     };
-    const conn = new StreamConnection(streamUrl(window.location), {
-      onEvents: (events) => this.onEvents(events),
-      onLagging: (message) => this.onLagging(message),
-      onError: (message) => this.onServerError(message),
-      onDone: (message) => this.onDone(message),
-      onClose: (closed) => this.onClose(session, closed),
+    run.live = new LiveStream({
+      connect: (handlers) => new StreamConnection(url, handlers),
+      wait: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      start: this.startMessage(capture.sampleRate),
+      listener: this.listenerFor(run),
     });
-    session.conn = conn;
-    this.active = session;
-    this.el.start.disabled = false;
+    this.active = run;
+    this.el.start.removeAttribute("aria-disabled");
     capture.onEnded(() => {
-      if (this.active !== session) return;
+      if (this.active !== run) return;
       this.report("microphone_lost", "The microphone stopped (unplugged, or access was revoked).");
       this.stop();
     });
     this.setStatus("starting", "Connecting to the server…");
+    await run.live.open();
+  }
+
+  startMessage(sampleRate) {
+    const model = this.selectedModel();
+    const start = {
+      type: "start",
+      sample_rate: sampleRate,
+      encoding: "s16le",
+      channels: 1,
+      model: this.el.model.value || null,
+      interim: true,
+      midi_file: true,
+    };
     const hop = Number.parseFloat(this.el.hop.value);
-    let ready;
-    try {
-      ready = await conn.open({
-        type: "start",
-        sample_rate: capture.sampleRate,
-        encoding: "s16le",
-        channels: 1,
-        model: this.el.model.value || null,
-        hop: Number.isFinite(hop) ? hop : null,
-      });
-    } catch {
-      return; // onServerError / onClose have said why
-    }
-    if (this.active !== session || session.stopRequested) return;
-    session.ready = true;
-    this.state.session = ready;
-    this.setStatus("streaming", `Listening: ${ready.model}, hop ${ready.hop.toFixed(2)} s`);
+    if (model && !model.streaming && Number.isFinite(hop)) start.hop = hop;
+    return start;
+  }
+
+  listenerFor(run) {
+    const mine = (handler) => (...args) => {
+      if (this.active === run) handler(...args);
+    };
+    return {
+      ready: mine((ready, { resumed }) => this.onReady(run, ready, resumed)),
+      events: mine((events, session) => this.onEvents(run, events, session)),
+      interim: mine((message) => this.onInterim(message)),
+      lagging: mine((message) => this.onLagging(message)),
+      error: mine((message) => this.onServerError(message)),
+      done: mine((message) => this.onDone(run, message)),
+      reconnecting: mine((attempt) => this.onReconnecting(run, attempt)),
+      resumed: mine((resume) => this.onResumed(run, resume)),
+      ended: mine((end) => this.onEnded(run, end)),
+    };
   }
 
   async stop() {
-    const session = this.active;
-    if (!session || session.stopRequested) return;
-    session.stopRequested = true;
+    const run = this.active;
+    if (!run || run.stopRequested) return;
+    run.stopRequested = true;
     this.setStatus("stopping", "Finishing: waiting for the last notes…");
-    await session.capture.stop();
-    if (session.ready) {
-      session.conn.stop();
-      session.stopTimer = setTimeout(() => session.conn.close(), STOP_TIMEOUT_MS);
-    } else {
-      session.conn.close();
-    }
+    await run.capture.stop();
+    run.live.stop();
+    if (this.active === run) run.stopTimer = setTimeout(() => run.live.abort(), STOP_TIMEOUT_MS);
   }
 
-  resetSession() {
+  resetRun() {
     this.store.clear();
     this.synth.allOff();
+    for (const part of this.midiParts) if (part.url) URL.revokeObjectURL(part.url);
+    this.midiParts = [];
     Object.assign(this.state, {
       notes: this.store.notes,
+      interim: this.store.interim,
+      interimStats: this.store.interimStats,
+      interimDrawn: 0,
       errors: [],
       warnings: [],
       latencyMs: null,
       latencyMedianMs: null,
       maxLevel: 0,
       samplesSent: 0,
+      samplesCaptured: 0,
       backlogSeconds: 0,
       session: null,
+      sessions: [],
+      resumes: [],
       done: null,
+      midiFiles: [],
     });
     this.el.error.hidden = true;
     this.el.warning.hidden = true;
     this.el.backlogBox.hidden = true;
+    this.el.interimKey.hidden = true;
     this.el.latency.textContent = "–";
     this.el.recent.replaceChildren();
     this.el.legend.replaceChildren();
+    this.showMidiParts();
     this.showCounts();
     this.rollDirty = true;
   }
@@ -267,33 +333,54 @@ class DemoPage {
     this.state.level = peak;
     this.state.maxLevel = Math.max(this.state.maxLevel, peak);
     this.meterDb = Math.max(this.meterDb, decibels(peak));
-    const session = this.active;
-    if (!session?.ready || session.stopRequested || !session.conn.isOpen) return;
-    // Session time starts at the first frame sent: audio heard while connecting is not part of it.
-    const first = this.state.samplesSent;
-    session.conn.sendPcm(pcm);
-    this.state.samplesSent += pcm.length;
+    const run = this.active;
+    if (!run || run.stopRequested) return;
+    const first = run.live.push(pcm);
+    if (first === null) return; // before the first session is ready: not part of the run
     this.lastFrameWall = performance.now();
     this.frameSeconds = pcm.length / this.state.sampleRate;
-    session.latency.recordFrame(first, this.state.samplesSent, this.lastFrameWall);
-    this.showBacklog(session.conn.bufferedAmount / 2 / this.state.sampleRate);
+    this.state.samplesCaptured = first + pcm.length;
+    this.state.samplesSent = run.live.samplesSent;
+    run.latency.recordFrame(first, first + pcm.length, this.lastFrameWall);
+    this.showBacklog(run.live.bufferedAmount / 2 / this.state.sampleRate);
   }
 
-  onEvents(events) {
+  onReady(run, ready, resumed) {
+    this.state.session = ready;
+    this.state.sessions.push({ session: ready.session, model: ready.model, resumeAt: run.from });
+    run.done = false;
+    if (!resumed && !run.stopRequested) this.setStatus("streaming", `Listening: ${this.describe(ready)}`);
+  }
+
+  /** The model as the status line names it: a streaming model by its look-ahead, a windowed one by its hop. */
+  describe(ready) {
+    const streaming = this.models.find((m) => m.name === ready.model)?.streaming ?? ready.lookahead > 0;
+    if (streaming) return `${ready.model}, streaming with ${milliseconds(ready.lookahead)} look-ahead`;
+    return `${ready.model}, hop ${ready.hop.toFixed(2)} s`;
+  }
+
+  onEvents(run, events, session) {
     const arrived = performance.now();
-    const session = this.active;
-    const { started, ended } = this.store.apply(events);
+    const { started, ended } = this.store.apply(events, session);
     for (const note of started) {
-      const latency = session?.latency.noteArrived(note.onset, arrived);
+      const latency = run.latency.noteArrived(note.onset, arrived);
       if (latency != null) {
         this.state.latencyMs = Math.round(latency);
-        this.state.latencyMedianMs = Math.round(session.latency.median);
+        this.state.latencyMedianMs = Math.round(run.latency.median);
       }
       this.synth.noteOn(note);
     }
     for (const note of ended) this.synth.noteOff(note);
     if (started.length > 0) this.showNewNotes(started);
+    this.state.interim = this.store.interim;
     this.showCounts();
+    this.rollDirty = true;
+  }
+
+  onInterim(message) {
+    this.store.setInterim(message);
+    this.state.interim = this.store.interim;
+    if (this.store.interim.length > 0) this.el.interimKey.hidden = false;
     this.rollDirty = true;
   }
 
@@ -301,59 +388,157 @@ class DemoPage {
     const text =
       `The server is falling behind (${message.behind.toFixed(1)} s): it skipped ` +
       `${message.skipped_windows} window(s). ${message.message}`;
-    this.state.warnings.push({ code: "lagging", message: text });
-    this.el.warning.textContent = text;
-    this.el.warning.hidden = false;
+    this.warn("lagging", text);
   }
 
   onServerError(message) {
     const meaning = SERVER_ERRORS[message.code] ?? `Server error (${message.code}).`;
     this.report(message.code, `${meaning} ${message.message}`, message.fatal);
-    if (message.fatal && this.active) this.active.fatal = message;
   }
 
-  onDone(message) {
+  onDone(run, message) {
     this.state.done = message;
-    if (this.active) this.active.done = message;
+    run.done = true;
+    const session = this.state.session?.session ?? null;
+    this.addMidiPart({
+      session,
+      from: run.from,
+      to: message.duration,
+      midi: message.midi ? base64Bytes(message.midi) : null,
+      error: message.midi_error,
+    });
+    if (message.midi_error) {
+      this.warn("midi_error", `The server had trouble with the session's MIDI file: ${message.midi_error}`);
+    } else if (!message.midi) {
+      this.warn("midi_missing", "The server sent no MIDI file for the session.");
+    }
   }
 
-  async onClose(session, closed) {
-    if (this.active !== session) return;
-    clearTimeout(session.stopTimer);
-    this.active = null;
-    this.synth.allOff();
-    this.showBacklog(0);
-    await session.capture.stop();
-    if (session.fatal) {
-      const busy = session.fatal.code === "busy";
-      this.setStatus(busy ? "busy" : "error", busy ? "Server busy" : `Stopped: ${session.fatal.code}`);
-    } else if (session.stopRequested) {
-      const seconds = this.state.samplesSent / (this.state.sampleRate || 1);
-      this.setStatus("idle", `Finished: ${this.store.notes.length} notes in ${seconds.toFixed(1)} s`);
-    } else {
-      let why = `the connection closed (code ${closed.code}${closed.reason ? `: ${closed.reason}` : ""})`;
-      if (!closed.opened) why = "the server could not be reached";
-      else if (closed.code === CLOSE_GOING_AWAY) why = "the server shut down";
-      this.report("disconnected", `Disconnected: ${why}.`);
-      this.setStatus("disconnected", "Disconnected");
+  onReconnecting(run, { attempt, tries, code }) {
+    if (attempt === 1) {
+      // The session is gone: its interim notes with it; its sounding notes end where the next session begins.
+      this.store.setInterim(null);
+      this.state.interim = this.store.interim;
+      this.synth.allOff();
+      this.showBacklog(0);
+      if (!run.done) this.addMidiPart({ session: this.state.session?.session ?? null, from: run.from, to: null });
     }
-    this.updateControls(false);
+    const why = code === CLOSE_GOING_AWAY ? "the server shut down" : "the connection to the server was lost";
+    this.setStatus("reconnecting", `Reconnecting: ${why} (try ${attempt} of ${tries})…`);
     this.rollDirty = true;
   }
 
-  // ---- output --------------------------------------------------------------------------------------------------
+  onResumed(run, { resumeAt, lostSeconds, ready, attempt }) {
+    for (const note of this.store.closeOpen(resumeAt)) this.synth.noteOff(note);
+    const last = this.midiParts.at(-1);
+    if (last && last.to === null) last.to = resumeAt;
+    this.state.resumes.push({
+      attempt,
+      resumeAt,
+      lostSeconds,
+      closeCode: run.live.lastClose?.code ?? null,
+      session: ready.session,
+    });
+    run.from = resumeAt;
+    this.state.samplesSent = run.live.samplesSent;
+    this.warn(
+      "reconnected",
+      `Reconnected after the server went away: resumed at ${resumeAt.toFixed(1)} s on a new session, ` +
+        `lost ${lostSeconds.toFixed(1)} s of audio.`,
+    );
+    this.setStatus("streaming", `Listening again: reconnected, lost ${lostSeconds.toFixed(1)} s`);
+    this.showCounts();
+    this.rollDirty = true;
+  }
 
+  async onEnded(run, { reason, failure, close, tries, committed }) {
+    clearTimeout(run.stopTimer);
+    this.active = null;
+    this.synth.allOff();
+    this.showBacklog(0);
+    await run.capture.stop();
+    // Notes the server never closed (it went away) end at the last point known to be committed.
+    this.store.closeOpen(committed);
+    this.store.setInterim(null);
+    this.state.interim = this.store.interim;
+    if (!run.done && this.state.session) {
+      const last = this.midiParts.at(-1);
+      if (!last || last.to !== null) this.addMidiPart({ session: this.state.session.session, from: run.from, to: committed });
+      else last.to = committed;
+    }
+    if (reason === "finished") {
+      const seconds = this.state.samplesSent / (this.state.sampleRate || 1);
+      this.setStatus("idle", `Finished: ${this.store.notes.length} notes in ${seconds.toFixed(1)} s`);
+      if (this.state.session && !run.done) {
+        this.warn("unfinished", "The server went away before it sent its last notes.");
+      }
+    } else if (failure?.kind === "error") {
+      const busy = failure.code === "busy";
+      this.setStatus(busy ? "busy" : "error", busy ? "Server busy" : `Stopped: ${failure.code}`);
+    } else {
+      this.report("disconnected", `Disconnected: ${this.whyClosed(failure ?? close, tries)}.`);
+      this.setStatus("disconnected", "Disconnected");
+    }
+    this.updateControls(false);
+    this.showCounts();
+    this.rollDirty = true;
+  }
+
+  whyClosed(closed, tries) {
+    if (tries > 0) return `the server went away and no server answered ${tries} tries at reconnecting`;
+    if (!closed?.opened) return "the server could not be reached";
+    if (closed.code === CLOSE_GOING_AWAY) return "the server shut down";
+    return `the connection closed (code ${closed.code}${closed.reason ? `: ${closed.reason}` : ""})`;
+  }
+
+  // ---- the server's MIDI files ---------------------------------------------------------------------------------
+
+  addMidiPart(part) {
+    const full = { midi: null, error: null, ...part };
+    if (full.midi) full.url = URL.createObjectURL(new Blob([full.midi], { type: "audio/midi" }));
+    this.midiParts.push(full);
+    this.state.midiFiles = this.midiParts
+      .filter((p) => p.midi)
+      .map((p) => ({ session: p.session, from: p.from, to: p.to, bytes: p.midi.length, error: p.error }));
+    this.showMidiParts();
+  }
+
+  fileName(part) {
+    return `streamer-${part.session ?? "session"}.mid`;
+  }
+
+  /** The download: the latest server file. A run that resumed elsewhere lists every session's part. */
   downloadMidi() {
-    const end = this.state.samplesSent / (this.state.sampleRate || 1);
-    const bytes = encodeMidi(this.store.notes, end);
-    const url = URL.createObjectURL(new Blob([bytes], { type: "audio/midi" }));
+    const part = this.midiParts.findLast((p) => p.midi);
+    if (!part) return;
     const link = document.createElement("a");
-    link.href = url;
-    link.download = `streamer-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-")}.mid`;
+    link.href = part.url;
+    link.download = this.fileName(part);
     document.body.append(link);
     link.click();
     link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }
+
+  showMidiParts() {
+    this.el.download.disabled = !this.midiParts.some((p) => p.midi);
+    const list = this.el.midiParts;
+    list.hidden = this.midiParts.length < 2;
+    list.replaceChildren(
+      ...(list.hidden ? [] : this.midiParts).map((part) => {
+        const item = document.createElement("li");
+        const span = `${part.from.toFixed(1)}–${part.to === null ? "…" : part.to.toFixed(1)} s`;
+        if (part.midi) {
+          const link = document.createElement("a");
+          link.href = part.url;
+          link.download = this.fileName(part);
+          link.textContent = `MIDI file of ${span}`;
+          item.append(link);
+        } else {
+          item.textContent = `${span}: no MIDI file, that server went away without sending it`;
+        }
+        return item;
+      }),
+    );
   }
 
   // ---- display -------------------------------------------------------------------------------------------------
@@ -373,12 +558,21 @@ class DemoPage {
     target.hidden = false;
   }
 
+  /** Something the person should know that is not an error: kept in `streamerDemo.warnings`. */
+  warn(code, message) {
+    this.state.warnings.push({ code, message });
+    this.el.warning.textContent = message;
+    this.el.warning.hidden = false;
+  }
+
   updateControls(running) {
     this.el.start.textContent = running ? "Stop" : "Start";
     this.el.start.disabled = false;
+    this.el.start.removeAttribute("aria-disabled");
     this.el.start.classList.toggle("running", running);
-    for (const control of [this.el.device, this.el.model, this.el.hop]) control.disabled = running;
-    this.el.download.disabled = this.store.notes.length === 0;
+    for (const control of [this.el.device, this.el.model]) control.disabled = running;
+    this.el.hop.disabled = running || (this.selectedModel()?.streaming ?? false);
+    this.showMidiParts();
   }
 
   showNewNotes(notes) {
@@ -399,7 +593,6 @@ class DemoPage {
       }
     }
     while (this.el.recent.children.length > RECENT_NOTES) this.el.recent.firstElementChild.remove();
-    this.el.download.disabled = false;
   }
 
   showCounts() {
@@ -416,11 +609,11 @@ class DemoPage {
     if (this.el.backlogBox.hidden === show) this.el.backlogBox.hidden = !show;
   }
 
-  /** Audio time now, running on smoothly between frames so the roll scrolls evenly. */
+  /** Audio time now, running on smoothly between frames so the roll scrolls evenly (on while reconnecting). */
   audioNow() {
-    const sent = this.state.samplesSent / (this.state.sampleRate || 1);
-    if (!this.active?.ready || this.active.stopRequested) return sent;
-    return sent + Math.min(this.frameSeconds, (performance.now() - this.lastFrameWall) / 1000);
+    const captured = this.state.samplesCaptured / (this.state.sampleRate || 1);
+    if (!this.active || this.active.stopRequested) return captured;
+    return captured + Math.min(this.frameSeconds, (performance.now() - this.lastFrameWall) / 1000);
   }
 
   animate(time) {
@@ -431,13 +624,15 @@ class DemoPage {
     const shown = live ? this.meterDb : METER_FLOOR_DB;
     const fraction = (shown - METER_FLOOR_DB) / -METER_FLOOR_DB;
     this.el.meterFill.style.transform = `scaleX(${fraction})`;
-    if (Math.floor(time / 250) !== Math.floor((time - elapsed * 1000) / 250)) {
+    if (Math.floor(time / READOUT_INTERVAL_MS) !== Math.floor((time - elapsed * 1000) / READOUT_INTERVAL_MS)) {
+      const level = shown <= METER_FLOOR_DB ? "−∞ dB" : `${shown.toFixed(0)} dB`;
       this.el.meter.setAttribute("aria-valuenow", shown.toFixed(0));
-      this.el.levelText.textContent = shown <= METER_FLOOR_DB ? "−∞ dB" : `${shown.toFixed(0)} dB`;
+      this.el.meter.setAttribute("aria-valuetext", level);
+      this.el.levelText.textContent = level;
       this.el.sent.textContent = `${(this.state.samplesSent / (this.state.sampleRate || 1)).toFixed(1)} s`;
     }
     if (live || this.rollDirty) {
-      this.roll.draw(this.store.notes, this.audioNow());
+      if (this.roll.draw(this.store.notes, this.store.interim, this.audioNow()) > 0) this.state.interimDrawn += 1;
       this.rollDirty = false;
     }
     requestAnimationFrame((t) => this.animate(t));

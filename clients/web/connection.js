@@ -1,7 +1,6 @@
 // The client side of protocol v1 (docs/protocol.md): `start`, binary PCM frames, `stop`; the server answers
-// `ready`, `events`, `lagging`, `error` and `done`. This class only moves messages; the page decides what they mean.
-
-export const CLOSE_GOING_AWAY = 1001;
+// `ready`, `events`, `interim`, `lagging`, `error` and `done`. This class only moves messages for one session; what
+// they mean, and resuming on another server, is decided above it (stream.js).
 
 export function streamUrl(location) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -13,8 +12,8 @@ export function streamUrl(location) {
 }
 
 /**
- * One session. Handlers: onEvents(events), onLagging(msg), onError(msg), onDone(msg), onClose({code, reason,
- * opened}) where `opened` says whether the socket ever connected.
+ * One session. Handlers: onEvents(events), onInterim(msg), onLagging(msg), onError(msg), onDone(msg),
+ * onClose({code, reason, opened}) where `opened` says whether the socket ever connected.
  */
 export class StreamConnection {
   constructor(url, handlers) {
@@ -22,7 +21,6 @@ export class StreamConnection {
     this.handlers = handlers;
     this.socket = null;
     this.opened = false;
-    this.bytesSent = 0;
   }
 
   /** Connect and send `start`; resolves with the server's `ready`, rejects with the error or close that came first. */
@@ -51,6 +49,9 @@ export class StreamConnection {
             break;
           case "events":
             this.handlers.onEvents(message.events);
+            break;
+          case "interim":
+            this.handlers.onInterim(message);
             break;
           case "lagging":
             this.handlers.onLagging(message);
@@ -83,7 +84,6 @@ export class StreamConnection {
 
   sendPcm(pcm) {
     this.socket.send(pcm);
-    this.bytesSent += pcm.byteLength;
   }
 
   /** Ask the server to finish: it transcribes what it has, sends the last events and `done`, then closes. */

@@ -1,8 +1,10 @@
 // Measured latency: the wall time a note appears minus the wall time the page had the audio at the note's onset.
 //
-// Event times are seconds of audio sent (samples ÷ rate). Each frame sent is recorded with the wall time it left
-// the audio thread, so the wall time of any sample is its frame's time less the samples after it in that frame.
-// The microphone's own input latency (a few ms, not exposed by browsers) is not included.
+// Event times are seconds on the run's timeline (samples ÷ rate, from the first sample of the first session; a
+// resumed session continues it). Each captured frame is recorded with the wall time it left the audio thread, so
+// the wall time of any sample is its frame's time less the samples after it in that frame. A note in audio sent
+// again after a reconnection counts from when it was captured, the outage included. The microphone's own input
+// latency (a few ms, not exposed by browsers) is not included. Pure (tests/web/unit/latency.test.mjs).
 
 const KEEP_SECONDS = 120; // events never refer further back than a model window, far less than this
 const RECENT = 20;

@@ -1,4 +1,5 @@
-// The session's notes, built from `note_on` / `note_off` events, and how a note is named and coloured.
+// The run's notes, built from committed `note_on` / `note_off` events, the interim notes of the latest `interim`
+// message, and how a note is named and coloured. Pure: no DOM, no clocks (tests/web/unit/notes.test.mjs).
 
 const NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
 
@@ -37,6 +38,16 @@ export function instrumentOf(note) {
   return note.isDrum ? DRUMS : FAMILIES[Math.floor(note.program / 8)];
 }
 
+/** Interim and committed notes are the same sound when they share an instrument and a pitch. */
+function sameSound(a, b) {
+  return a.pitch === b.pitch && a.isDrum === b.isDrum && a.program === b.program;
+}
+
+/**
+ * Committed notes of a run that may span several server sessions (a resumed stream): note ids restart at 1 in
+ * every session, so a note is keyed by its session and id. Interim notes are kept apart and never become notes:
+ * each `interim` message replaces the previous set; a committed `note_on` of the same sound confirms one.
+ */
 export class NoteStore {
   constructor() {
     this.clear();
@@ -44,17 +55,21 @@ export class NoteStore {
 
   clear() {
     this.notes = [];
-    this.open = new Map();
+    this.open = new Map(); // key → note still sounding
+    this.interim = [];
+    this.interimStats = { messages: 0, shown: 0, confirmed: 0, dropped: 0 };
   }
 
-  /** Apply one `events` message; returns the notes it started and ended, for playback. */
-  apply(events) {
+  /** Apply one `events` message of `session`; returns the notes it started and ended, for playback. */
+  apply(events, session) {
     const started = [];
     const ended = [];
     for (const event of events) {
       if (event.type === "note_on") {
         const note = {
+          session,
           id: event.id,
+          key: `${session}#${event.id}`,
           pitch: event.pitch,
           velocity: event.velocity,
           program: event.program,
@@ -63,16 +78,56 @@ export class NoteStore {
           offset: null,
         };
         this.notes.push(note);
-        this.open.set(event.id, note);
+        this.open.set(note.key, note);
         started.push(note);
+        this.confirm(note);
       } else if (event.type === "note_off") {
-        const note = this.open.get(event.id);
+        const note = this.open.get(`${session}#${event.id}`);
         if (note === undefined) continue;
         note.offset = event.time;
-        this.open.delete(event.id);
+        this.open.delete(note.key);
         ended.push(note);
       }
     }
     return { started, ended };
+  }
+
+  /** End every note still sounding at `time` (its session went away without closing it); returns them. */
+  closeOpen(time) {
+    const ended = [...this.open.values()];
+    for (const note of ended) note.offset = Math.max(time, note.onset);
+    this.open.clear();
+    return ended;
+  }
+
+  /**
+   * An `interim` message (or null: forget the interim notes, their session is gone). It replaces the set: an
+   * interim note that was there before and is not now was dropped; one that is new is shown.
+   */
+  setInterim(message) {
+    const next = (message?.notes ?? []).map((n) => ({
+      pitch: n.pitch,
+      onset: n.onset,
+      velocity: n.velocity,
+      program: n.program ?? 0,
+      isDrum: n.is_drum ?? false,
+    }));
+    if (message) this.interimStats.messages += 1;
+    const unmatched = [...this.interim];
+    for (const note of next) {
+      const before = unmatched.findIndex((old) => sameSound(old, note));
+      if (before >= 0) unmatched.splice(before, 1);
+      else this.interimStats.shown += 1;
+    }
+    this.interimStats.dropped += unmatched.length;
+    this.interim = next;
+  }
+
+  /** A committed note confirms the interim note of the same sound (the earliest, if there are several). */
+  confirm(note) {
+    const index = this.interim.findIndex((candidate) => sameSound(candidate, note));
+    if (index < 0) return;
+    this.interim.splice(index, 1);
+    this.interimStats.confirmed += 1;
   }
 }

@@ -1,5 +1,5 @@
 // A scrolling piano roll on a canvas: time runs left to right with "now" at the right edge, pitch bottom to top,
-// and drums in a lane of their own below the keys.
+// and drums in a lane of their own below the keys. Interim notes (not committed yet) are drawn faintly, outlined.
 
 import { instrumentOf, isBlackKey, noteName } from "./notes.js";
 
@@ -24,6 +24,7 @@ const COLOURS = {
   label: "#8a96a8",
   now: "#e53e3e",
 };
+const INTERIM_ALPHA = 0.3;
 
 /** The pitch rows shown: every melodic note of the session with a margin, at least two octaves. */
 function pitchRange(notes) {
@@ -50,6 +51,7 @@ export class PianoRoll {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d");
     this.notes = [];
+    this.interim = [];
     this.now = 0;
     new ResizeObserver(() => this.resize()).observe(canvas);
     this.resize();
@@ -63,16 +65,20 @@ export class PianoRoll {
     this.canvas.width = Math.round(width * dpr);
     this.canvas.height = Math.round(height * dpr);
     this.ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    this.draw(this.notes, this.now);
+    this.draw(this.notes, this.interim, this.now);
   }
 
-  /** Draw `notes` as they stand when `now` seconds of audio have been sent. */
-  draw(notes, now) {
+  /**
+   * Draw committed `notes` and `interim` notes as they stand when `now` seconds of audio have been sent; returns
+   * how many interim notes are in view.
+   */
+  draw(notes, interim, now) {
     this.notes = notes;
+    this.interim = interim;
     this.now = now;
     const { ctx, width, height } = this;
-    if (!width || !height) return;
-    const [lo, hi] = pitchRange(notes);
+    if (!width || !height) return 0;
+    const [lo, hi] = pitchRange([...notes, ...interim]);
     const rollTop = 0;
     const rollBottom = height - TIME_AXIS - DRUM_LANE;
     const row = (rollBottom - rollTop) / (hi - lo + 1);
@@ -160,9 +166,34 @@ export class PianoRoll {
         ctx.fillRect(left + w - 2, y(note.pitch) + 1, 2, Math.max(1, row - 2));
       }
     }
+    const interimShown = this.drawInterim(interim, start, now, x, y, row, lo, hi);
     ctx.restore();
     ctx.globalAlpha = 1;
     ctx.fillStyle = COLOURS.now;
     ctx.fillRect(width - 2, 0, 2, rollBottom + DRUM_LANE);
+    return interimShown;
+  }
+
+  /** Interim notes: sounding from their onset to now, faint and outlined, for they may still move or vanish. */
+  drawInterim(interim, start, now, x, y, row, lo, hi) {
+    const ctx = this.ctx;
+    let shown = 0;
+    for (const note of interim) {
+      if (note.isDrum || note.pitch < lo || note.pitch > hi || now < start) continue;
+      const [, colour] = instrumentOf(note);
+      const left = x(Math.max(note.onset, start));
+      const w = Math.max(3, x(now) - left);
+      const h = Math.max(1, row - 2);
+      ctx.globalAlpha = INTERIM_ALPHA;
+      ctx.fillStyle = colour;
+      ctx.fillRect(left, y(note.pitch) + 1, w, h);
+      ctx.globalAlpha = 0.9;
+      ctx.strokeStyle = colour;
+      ctx.setLineDash([3, 2]);
+      ctx.strokeRect(left + 0.5, y(note.pitch) + 1.5, w - 1, Math.max(0, h - 1));
+      ctx.setLineDash([]);
+      shown += 1;
+    }
+    return shown;
   }
 }

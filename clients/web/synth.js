@@ -1,5 +1,6 @@
 // Optional playback of detected notes: a small WebAudio synth, one voice per sounding note.
 // It plays notes as they arrive (a latency behind the microphone), so use headphones or the microphone hears it.
+// Voices are keyed by the note's `key` (session and id: ids restart in every session of a resumed run).
 
 const ATTACK_S = 0.005;
 const DECAY_S = 0.6;
@@ -67,8 +68,8 @@ export class Synth {
     gain.gain.setTargetAtTime(amp * SUSTAIN, t + ATTACK_S, DECAY_S / 3);
     osc.start(t);
     osc.stop(t + MAX_NOTE_S);
-    this.voices.set(note.id, { osc, gain });
-    osc.onended = () => this.voices.delete(note.id);
+    this.voices.set(note.key, { osc, gain });
+    osc.onended = () => this.voices.delete(note.key);
   }
 
   /** Drums: a filtered noise burst, lower and longer for low drum keys (kicks, toms) than for cymbals. */
@@ -90,17 +91,17 @@ export class Synth {
   }
 
   noteOff(note) {
-    const voice = this.voices.get(note.id);
+    const voice = this.voices.get(note.key);
     if (voice === undefined) return;
     const t = this.context.currentTime;
     if (voice.gain.gain.cancelAndHoldAtTime) voice.gain.gain.cancelAndHoldAtTime(t);
     else voice.gain.gain.cancelScheduledValues(t);
     voice.gain.gain.setTargetAtTime(0, t, RELEASE_S / 3);
     voice.osc.stop(t + RELEASE_S * 2);
-    this.voices.delete(note.id);
+    this.voices.delete(note.key);
   }
 
   allOff() {
-    for (const id of [...this.voices.keys()]) this.noteOff({ id });
+    for (const key of [...this.voices.keys()]) this.noteOff({ key });
   }
 }

@@ -2,7 +2,8 @@
 
 Chromium and the `playwright` package must be installed beforehand (Playwright's own browser download cannot work
 here); a missing one fails the tests with the commands that install it. Each server is `streamer serve` in a
-subprocess on a free loopback port, killed with the test (or with pytest, should pytest die).
+subprocess on a free loopback port (or a given one, to stand in for a server that went away), killed with the test
+(or with pytest, should pytest die).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from streamer.audio.test_signals import melody, render
+from streamer.audio.test_signals import melody
 from streamer.notes import Note
 from streamer.server.process import ServerProcess
 from streamer.server.process import start_server as launch
+from tests.piano import PIANO_RATE, piano
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
@@ -29,7 +31,6 @@ CHROMIUM = "/usr/bin/chromium"
 INSTALL_HINT = "apt-get install -y chromium && pip install playwright (never `playwright install`)"
 SERVER_START_TIMEOUT = 30.0
 
-WAV_RATE = 48_000
 LEAD_IN_S = 1.5  # silence before the melody: the page connects while the fake microphone already plays
 TAIL_S = 1.5
 
@@ -76,12 +77,14 @@ def melody_notes() -> list[Note]:
 
 @pytest.fixture(scope="session")
 def melody_wav(tmp_path_factory: pytest.TempPathFactory, melody_notes: list[Note]) -> Path:
-    """The synthesized melody after a lead-in of silence, as 16-bit PCM (what Chromium's fake capture reads)."""
+    """The melody on FluidSynth's piano after a lead-in of silence, as 16-bit PCM at 44.1 kHz (what Chromium's fake
+    capture reads; headless Chromium's audio runs at 44.1 kHz, so the page sends these very samples). A piano, not
+    sine tones: the streaming model misses some soft-attacked sines (as in tests/test_end_to_end.py)."""
     shifted = [Note(n.onset + LEAD_IN_S, n.offset + LEAD_IN_S, n.pitch, n.velocity) for n in melody_notes]
     duration = max(n.offset for n in shifted) + TAIL_S
-    audio = render(shifted, WAV_RATE, duration)
+    audio = piano(shifted, duration)
     path = tmp_path_factory.mktemp("web") / "melody.wav"
-    soundfile.write(path, np.clip(audio, -1.0, 1.0), WAV_RATE, subtype="PCM_16")
+    soundfile.write(path, np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16), PIANO_RATE, subtype="PCM_16")
     return path
 
 
@@ -124,13 +127,16 @@ StartServer = Callable[..., ServerProcess]
 
 @pytest.fixture
 def start_server(artifacts: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StartServer]:
-    """`start_server(config_toml="")` runs `streamer serve` (optionally with a config file) and waits until healthy."""
+    """`start_server(config_toml="", port=None)` runs `streamer serve` (optionally with a config file, on a given
+    port) and waits until healthy."""
     servers: list[ServerProcess] = []
 
-    def start(config_toml: str = "") -> ServerProcess:
+    def start(config_toml: str = "", port: int | None = None) -> ServerProcess:
         log = artifacts / f"{request.node.name}-server-{len(servers)}.log"
         try:
-            server = launch(config_dir=tmp_path, config_toml=config_toml, log=log, timeout=SERVER_START_TIMEOUT)
+            server = launch(
+                config_dir=tmp_path, config_toml=config_toml, port=port, log=log, timeout=SERVER_START_TIMEOUT
+            )
         except RuntimeError as e:
             pytest.fail(str(e))
         servers.append(server)
