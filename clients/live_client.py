@@ -5,7 +5,9 @@
     python clients/live_client.py --file song.wav       # a file, paced like a live performance
     python clients/live_client.py --url ws://gpu-box:8765/v1/stream --midi-port streamer   # notes into your DAW
 
-Ctrl-C stops: the server commits what it heard and closes every note.
+Ctrl-C stops: the server commits what it heard and closes every note. If the server goes away mid-stream (it is
+drained or crashes), the client resumes on another one through the same URL (a load balancer) and keeps one
+timeline of notes; --no-resume ends instead.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from streamer import protocol as p
 from streamer.client.audio_file import read_audio
 from streamer.client.display import format_event
-from streamer.client.stream import DEFAULT_URL, stream_audio, stream_frames
+from streamer.client.stream import DEFAULT_URL, Resume, ResumePolicy, stream_audio, stream_frames
 from streamer.sinks.factory import client_sinks
 
 FRAME_SECONDS = 0.02
@@ -51,18 +53,32 @@ async def main() -> None:
     parser.add_argument("--rate", type=int, default=48000, help="microphone sample rate")
     parser.add_argument("--model")
     parser.add_argument("--midi-port", help="also play the notes on a virtual MIDI port of this name")
+    parser.add_argument("--no-resume", action="store_true", help="end when the server goes away")
     args = parser.parse_args()
 
     sinks = client_sinks(args.midi_port)
 
     def show(message: p.ServerMessage) -> None:
-        if isinstance(message, p.Events):
-            for sink in sinks:
-                sink.send(message.events)
-            for event in message.events:
-                print(format_event(event), flush=True)
-        elif isinstance(message, p.Error | p.Lagging | p.Ready | p.Done):
+        if isinstance(message, p.Error | p.Lagging | p.Ready | p.Done):
             print(p.encode(message), flush=True)
+
+    def play(events: list[p.NoteEvent]) -> None:
+        """The stream's one timeline: when it resumed on another server, that server's notes continue it."""
+        for sink in sinks:
+            sink.send(events)
+        for event in events:
+            print(format_event(event), flush=True)
+
+    def resumed(r: Resume) -> None:
+        print(f"resumed at {r.at:.3f}s ({r.reason}), {r.lost:.3f}s of audio lost", flush=True)
+
+    options = {
+        "model": args.model,
+        "on_message": show,
+        "on_events": play,
+        "on_resume": resumed,
+        "resume": None if args.no_resume else ResumePolicy(),
+    }
 
     stop = asyncio.Event()
     # Ctrl-C ends the microphone stream: the client then sends `stop`, and the server commits and closes every note.
@@ -70,9 +86,9 @@ async def main() -> None:
     try:
         if args.file:
             data, rate = read_audio(args.file)
-            await stream_audio(args.url, data, rate, speed=1.0, model=args.model, on_message=show)
+            await stream_audio(args.url, data, rate, speed=1.0, **options)  # type: ignore[arg-type]
         else:
-            await stream_frames(args.url, microphone(args.rate, stop), args.rate, model=args.model, on_message=show)
+            await stream_frames(args.url, microphone(args.rate, stop), args.rate, **options)  # type: ignore[arg-type]
     finally:
         for sink in sinks:
             sink.close()

@@ -84,7 +84,7 @@ def cmd_replicas(args: argparse.Namespace) -> int:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     from streamer.client.audio_file import read_audio
-    from streamer.client.stream import stream_audio
+    from streamer.client.stream import Resume, ResumePolicy, stream_audio
     from streamer.sinks.factory import client_sinks
 
     data, rate = read_audio(args.file)
@@ -93,18 +93,26 @@ def cmd_stream(args: argparse.Namespace) -> int:
     def show(message: p.ServerMessage) -> None:
         if isinstance(message, p.Ready):
             print(f"ready: session {message.session}, model {message.model}, hop {message.hop:.3f}s", flush=True)
-        elif isinstance(message, p.Events):
-            for sink in sinks:
-                sink.send(message.events)
-            if not args.quiet:
-                for event in message.events:
-                    print(format_event(event), flush=True)
         elif isinstance(message, p.Error):
             print(f"error [{message.code}]: {message.message}", file=sys.stderr, flush=True)
         elif isinstance(message, p.Lagging):
             print(f"warning: server lagging ({message.behind:.2f}s behind)", file=sys.stderr, flush=True)
-        elif isinstance(message, p.Done):
-            print(f"done: {message.notes} notes in {message.duration:.2f}s of audio", flush=True)
+
+    def play(events: list[p.NoteEvent]) -> None:
+        """The stream's timeline: every session's events, spliced where it resumed."""
+        for sink in sinks:
+            sink.send(events)
+        if not args.quiet:
+            for event in events:
+                print(format_event(event), flush=True)
+
+    def resumed(r: Resume) -> None:
+        print(
+            f"resumed at {r.at:.3f}s ({r.reason}): {r.uncommitted:.3f}s of audio not yet committed sent again, "
+            f"{r.lost:.3f}s lost, ready after {r.reconnect_s:.3f}s ({r.tries} {'try' if r.tries == 1 else 'tries'})",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
         result = asyncio.run(
@@ -117,11 +125,19 @@ def cmd_stream(args: argparse.Namespace) -> int:
                 model=args.model,
                 hop=args.hop,
                 on_message=show,
+                on_events=play,
+                on_resume=resumed,
+                resume=None if args.no_resume else ResumePolicy(),
             )
         )
     finally:
         for sink in sinks:
             sink.close()
+    if result.failure:
+        print(f"error: {result.failure}", file=sys.stderr)
+    if result.done is not None:
+        notes = sum(isinstance(e, p.NoteOff) for e in result.events)
+        print(f"done: {notes} notes in {result.done.duration:.2f}s of audio", flush=True)
     if args.output:
         from streamer.sinks.midi_file import events_to_midi
 
@@ -204,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--midi-port", help="play received notes on a virtual MIDI port on this machine")
     stream.add_argument("--midi-backend", default="auto")
     stream.add_argument("-q", "--quiet", action="store_true")
+    stream.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="end when the server goes away, instead of resuming on another (through the same URL)",
+    )
     stream.set_defaults(func=cmd_stream)
 
     transcribe = sub.add_parser("transcribe", help="transcribe a file offline (same windowing and stitching)")
