@@ -217,7 +217,9 @@ class _Stream:
         self.headers = headers
         self.ping_interval = ping_interval
         self.result = StreamResult()
-        self.timeline = Timeline()
+        # With resuming, events wait for the server's confirmation (its `interim` message) so that a session's
+        # unsettled end is redone by the next one instead (streamer/client/timeline.py).
+        self.timeline = Timeline(confirm=policy is not None)
         self.history = AudioHistory(start.sample_rate, policy.keep_s) if policy else None
         self.stopped = False  # every frame was sent and `stop` with it
         self.t0: float | None = None  # wall clock of the first frame sent: event arrivals count from here
@@ -242,8 +244,8 @@ class _Stream:
                     self.on_resume(self.result.resumes[-1])
             end = await self._session(ws, backlog)
             noticed = time.monotonic()
-            self._emit(self.timeline.on_session_end(end.done.duration if end.done else None))
             reason = self._resumable(end)
+            self._emit(self.timeline.on_session_end(end.done.duration if end.done else None, final=reason is None))
             if reason is None:
                 self.result.done = end.done
                 if end.error is not None:

@@ -4,17 +4,23 @@ Pure bookkeeping, no I/O: the client feeds each session's events and progress, a
 where the next one takes over; out come the events to show, play and keep, renumbered so that ids stay unique
 (every session numbers its notes from 1) and with nothing committed repeated.
 
-The rule at a resume point R (everything before R was committed by the previous servers):
+Events wait for confirmation (`confirm`): a streaming model's server follows each block's events with an `interim`
+message at once, saying up to where everything is settled with the model's full look-ahead. A session that ends
+without confirming its last events is redone from its last confirmed point by the next session: a drained server
+commits the end of the audio it heard without the look-ahead after it (notes starting in its last 0.2 s are lost,
+sounding ones are cut), and a vanished one may have sent only part of a block's events. (Servers whose models send
+no `interim` messages confirm nothing: their events are taken as they come.)
+
+The rule at a resume point R (everything before R was committed by the earlier sessions):
 
 - Before R the earlier sessions' word is final. The new session starts a little before R (its pre-roll, so that
   the model hears the music leading up to R); whatever it reports before R is dropped.
-- A note sounding at R is one note, never struck again. If the timeline still holds it open (its server vanished
-  before ending it), the new session's note of the same pitch that sounds at R or starts within CONTINUATION_S
-  after it takes over: that note's note_off ends it. If no such note comes, it ends at R.
-- A note a draining server ended at R (a drained session closes its sounding notes at the end of the audio it
-  heard) stays ended: the new session's continuation of it is dropped, so the note is shortened rather than struck
-  twice.
-- Pedals held open follow the same rule, keyed by controller; after a drain, the new session's pedals count from R.
+- A note sounding at R is one note, never struck again. The new session's note of the same pitch that sounds at R
+  or starts within CONTINUATION_S after it takes over: its note_off ends it. If no such note comes, it ends at R.
+- A note a draining server ended at R, where nothing was confirmed (a drained session closes its sounding notes at
+  the end of the audio it heard), stays ended: the new session's continuation of it is dropped, so the note is
+  shortened rather than struck twice.
+- Pedals held at R follow the same rule, keyed by controller.
 
 Deciding needs the new session to have committed a little past R + CONTINUATION_S; its events from R on are held
 until then (a fraction of a second: a resumed session is sent its backlog at full speed).
@@ -54,9 +60,12 @@ class _Splice:
 
 
 class Timeline:
-    def __init__(self) -> None:
+    def __init__(self, *, confirm: bool = False) -> None:
         self.events: list[p.NoteEvent] = []  # everything emitted, in order
-        self.committed = 0.0  # the latest point known committed on this timeline
+        self.committed = 0.0  # the latest point known committed (and confirmed) on this timeline
+        self.confirm = confirm
+        self._confirming = False  # this session's server confirms its events with `interim` messages
+        self._unconfirmed: list[p.NoteEvent] = []
         self._next_id = 1
         self._first = True  # the first session keeps the server's ids
         self._ids: dict[int, int | None] = {}  # this session's id → timeline id (None: dropped)
@@ -77,6 +86,68 @@ class Timeline:
 
     def on_events(self, events: list[p.NoteEvent]) -> list[p.NoteEvent]:
         """A session's committed events; returns the timeline's events to emit now."""
+        if self._confirming:
+            self._unconfirmed += events
+            return []
+        return self._take(events)
+
+    def on_progress(self, time: float) -> list[p.NoteEvent]:
+        """An `interim` message: the session committed everything before `time`, its events so far included."""
+        self._confirming = self.confirm
+        out = self._take(self._unconfirmed)
+        self._unconfirmed = []
+        splice = self._splice
+        if splice is None:
+            self.committed = max(self.committed, time)
+        elif time > splice.at + CONTINUATION_S:
+            out += self._decide()
+        return out
+
+    def on_session_end(self, duration: float | None, final: bool) -> list[p.NoteEvent]:
+        """The session is over: `duration` from its `done`, if one came; `final`: the stream ends with it (`done`
+        after the client's `stop`, or an end the client will not resume from). Otherwise events it did not
+        confirm wait for the next session, which redoes them (`resume`), or for `close`."""
+        out: list[p.NoteEvent] = []
+        if final:
+            out += self._take(self._unconfirmed)
+            self._unconfirmed = []
+        if self._splice is not None:
+            out += self._decide()
+        if duration is not None and (final or not self._confirming):
+            self.committed = max(self.committed, duration)
+        return out
+
+    def resume(self, at: float, drained: bool) -> None:
+        """The next session's events continue this timeline from `at` (the previous one's unconfirmed events are
+        dropped: it redoes them); `drained`: the previous session ended with `done` from a draining server, which
+        ended its sounding notes at `at`."""
+        assert self._splice is None, "the previous session's end was not reported"
+        at = max(at, self.events[-1].time) if self.events else at  # times never go backwards
+        # Closes that were confirmed (by a server that sends no interim messages) are on the timeline.
+        closed = drained and not self._confirming
+        ended = {v for v, t in self._note_ended.items() if t >= at - TIME_SLACK} if closed else set()
+        self._splice = _Splice(at, ended)
+        self._first = False
+        self._ids = {}
+        self._confirming = False
+        self._unconfirmed = []
+        self.committed = max(self.committed, at)
+
+    def close(self, at: float) -> list[p.NoteEvent]:
+        """The stream ends without a last `done` (no server could be reached): the last session's unconfirmed
+        events are the best there is; end what still sounds at `at`."""
+        out = self._take(self._unconfirmed)
+        self._unconfirmed = []
+        if self._splice is not None:
+            out += self._decide()
+        at = max(at, self.events[-1].time) if self.events else at
+        out += [self._end(tid, at) for tid in list(self._sounding)]
+        out += [self._pedal(c, False, at) for c in sorted(self._pedals)]
+        return out
+
+    # ---- internals ---------------------------------------------------------------------------------------------
+
+    def _take(self, events: list[p.NoteEvent]) -> list[p.NoteEvent]:
         out: list[p.NoteEvent] = []
         splice = self._splice
         for event in events:
@@ -89,43 +160,6 @@ class Timeline:
         if splice is not None and events and events[-1].time > splice.at + CONTINUATION_S:
             out += self._decide()
         return out
-
-    def on_progress(self, time: float) -> list[p.NoteEvent]:
-        """The session committed everything before `time` (an `interim` message's `time`)."""
-        splice = self._splice
-        if splice is None:
-            self.committed = max(self.committed, time)
-            return []
-        return self._decide() if time > splice.at + CONTINUATION_S else []
-
-    def on_session_end(self, duration: float | None = None) -> list[p.NoteEvent]:
-        """The session is over: `duration` from its `done` (everything it heard was committed), or None when it
-        vanished. Notes it left sounding stay open for the next session to continue."""
-        out = self._decide() if self._splice is not None else []
-        if duration is not None:
-            self.committed = max(self.committed, duration)
-        return out
-
-    def resume(self, at: float, drained: bool) -> None:
-        """The next session's events continue this timeline from `at`; `drained`: the previous session ended with
-        `done` from a draining server, which ended its sounding notes at `at`."""
-        assert self._splice is None, "the previous session's end was not reported"
-        at = max(at, self.events[-1].time) if self.events else at  # times never go backwards
-        ended = {v for v, t in self._note_ended.items() if t >= at - TIME_SLACK} if drained else set()
-        self._splice = _Splice(at, ended)
-        self._first = False
-        self._ids = {}
-        self.committed = max(self.committed, at)
-
-    def close(self, at: float) -> list[p.NoteEvent]:
-        """The stream ends without a last `done` (no server could be reached): end what still sounds at `at`."""
-        out = self._decide() if self._splice is not None else []
-        at = max(at, self.events[-1].time) if self.events else at
-        out += [self._end(tid, at) for tid in list(self._sounding)]
-        out += [self._pedal(c, False, at) for c in sorted(self._pedals)]
-        return out
-
-    # ---- internals ---------------------------------------------------------------------------------------------
 
     def _before(self, splice: _Splice, event: p.NoteEvent) -> None:
         """The new session's view of the pre-roll: which notes and pedals it has sounding at the resume point."""
