@@ -172,6 +172,11 @@ class RemoteEngine:
         """Windows waiting here (not those in flight)."""
         return sum(len(q) for q in self._queues.values())
 
+    @property
+    def in_flight(self) -> int:
+        """Windows sent and not yet answered."""
+        return self._in_flight
+
     def _queued_for(self, stream: RemoteStream) -> int:
         queue = self._queues.get(stream)
         return len(queue) if queue is not None else 0
