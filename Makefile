@@ -40,7 +40,7 @@ $(VENV)/.piano-installed: pyproject.toml $(VENV)/.serve-installed
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml $(VENV)/.piano-installed
-	$(BIN)/pip install --quiet -e ".[mt3,test,bench]"
+	$(BIN)/pip install --quiet -e ".[mt3,test,bench,cluster]"
 	# NoteSequence export: only note-seq's generated protobuf module is used (protobuf comes with onnx); its
 	# dependencies (librosa, numba, scipy, ... about 750 MB) are not needed.
 	$(BIN)/pip install --quiet --no-deps $(NOTE_SEQ)
