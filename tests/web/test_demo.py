@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import itertools
 import json
 from collections.abc import Callable, Iterator
@@ -329,6 +330,10 @@ def melody_run(browser: Browser, melody_server: ServerProcess, melody_wav: Path,
         "({interim: structuredClone(window.streamerDemo.interim), notes: window.streamerDemo.notes.length})"
     )
     page.screenshot(path=artifacts / "melody-live.png")
+    # The picture for docs/demo.md: the whole melody, with the chord still interim (if caught in time).
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_function("window.streamerDemo.interim.length >= 2", timeout=NOTES_TIMEOUT_MS, polling="raf")
+        page.screenshot(path=artifacts / "melody-chord-interim.png")
     wait_for_audio(page, soundfile.info(melody_wav).duration)
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("#status")).to_have_attribute("data-status", "idle", timeout=15_000)
