@@ -123,7 +123,10 @@ class Cluster:
         return log.read_text(errors="replace") if log.is_file() else ""
 
     def stop(self) -> None:
-        """Servers first (SIGTERM: their sessions end properly), then the balancer."""
+        """Servers first (SIGTERM: their sessions end properly; all at once), then the balancer."""
+        for server in self.servers:
+            if server.process.poll() is None:
+                server.process.send_signal(signal.SIGTERM)
         for server in self.servers:
             server.stop()
         if self.haproxy.poll() is None:
@@ -156,6 +159,7 @@ def start_cluster(
     config = to_toml(server_settings(settings))
     started: list[ServerProcess] = []
     try:
+        # One after the other, from this thread: a server dies with the thread that started it (PR_SET_PDEATHSIG).
         for i in range(1, servers + 1):
             log = workdir / f"server-{i}.log"
             started.append(start_server(config_dir=workdir, config_toml=config, log=log, timeout=timeout))
