@@ -138,7 +138,7 @@ class RemoteEngine:
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
         # One pooled connection per window in flight: no window waits inside aiohttp for a connection.
-        connector = aiohttp.TCPConnector(limit=self.max_in_flight, loop=self._loop)
+        connector = aiohttp.TCPConnector(limit=self.max_in_flight)
         self._http = aiohttp.ClientSession(connector=connector, headers={"Content-Type": CONTENT_TYPE})
         self._running = True
 

@@ -51,7 +51,7 @@ def front_end_config(address: str, mr_mt3_options: dict[str, Any], backend: str 
             "model": "basic-pitch",
             "preload": ["mr-mt3"],
             "engine": {"backend": backend},
-            "replicas": {"address": address, "count": REPLICAS, "max_batch": 8, "retries": 4},
+            "replicas": {"address": address, "count": REPLICAS, "max_batch": 8},
             "models": {"basic-pitch": {"streaming": False}, "mr-mt3": mr_mt3_options},
         }
     )
