@@ -1,4 +1,4 @@
-// The demo page: microphone → AudioWorklet → WebSocket → note events → piano roll, latency, playback, MIDI file.
+// The demo page: microphone → AudioWorklet → WebSocket → note events → piano roll, latency, playback, MIDI.
 // `window.streamerDemo` exposes the page's state for tests and for the curious (open the console).
 
 import { Capture, listMicrophones, microphoneError, openMicrophone } from "./capture.js";
@@ -46,17 +46,19 @@ function base64Bytes(text) {
 
 class DemoPage {
   constructor() {
-    this.el = Object.fromEntries(
-      [...document.querySelectorAll("[id]")].map((element) => [element.id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), element]),
-    );
+    // Every element with an id, by its id in camel case: #meter-fill is this.el.meterFill.
+    const camel = (id) => id.replace(/-(\w)/g, (_, c) => c.toUpperCase());
+    this.el = Object.fromEntries([...document.querySelectorAll("[id]")].map((e) => [camel(e.id), e]));
     this.store = new NoteStore();
     this.roll = new PianoRoll(this.el.roll);
     this.synth = new Synth();
     this.models = [];
     this.starting = false; // between Start and a run (or its failure)
     this.serverSeen = false;
-    this.active = null; // the run in progress: {capture, live, latency, stopRequested, stopTimer, from, done}
-    this.midiParts = []; // the server sessions of the last run: {session, from, to, midi (bytes), error, url}
+    this.active = null; // the run in progress: {capture, live, latency, stopRequested, stopTimer, from, part}
+    // One per server session of the last run: {session, from, to, state: "live" | "file" | "none" | "gone",
+    // midi (bytes), error, url}; "gone" when its server went away without sending `done`.
+    this.midiParts = [];
     this.meterDb = METER_FLOOR_DB;
     this.lastFrameWall = 0;
     this.frameSeconds = 0;
@@ -114,7 +116,9 @@ class DemoPage {
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       if (this.models.length === 0) await this.loadModels();
       if (this.active || this.starting) return;
-      if (this.state.status === "disconnected" || !this.serverSeen) this.setStatus("idle", "Ready: press Start and play");
+      if (this.state.status === "disconnected" || !this.serverSeen) {
+        this.setStatus("idle", "Ready: press Start and play");
+      }
       this.serverSeen = true;
       this.el.start.disabled = false;
     } catch {
@@ -231,7 +235,7 @@ class DemoPage {
       stopRequested: false,
       stopTimer: null,
       from: 0, // where the current session begins on the timeline
-      done: false, // the current session sent `done`
+      part: null, // the current session's entry in midiParts
     };
     run.live = new LiveStream({
       connect: (handlers) => new StreamConnection(url, handlers),
@@ -348,7 +352,9 @@ class DemoPage {
   onReady(run, ready, resumed) {
     this.state.session = ready;
     this.state.sessions.push({ session: ready.session, model: ready.model, resumeAt: run.from });
-    run.done = false;
+    run.part = { session: ready.session, from: run.from, to: null, state: "live", midi: null, error: null };
+    this.midiParts.push(run.part);
+    this.showMidiParts();
     if (!resumed && !run.stopRequested) this.setStatus("streaming", `Listening: ${this.describe(ready)}`);
   }
 
@@ -398,15 +404,13 @@ class DemoPage {
 
   onDone(run, message) {
     this.state.done = message;
-    run.done = true;
-    const session = this.state.session?.session ?? null;
-    this.addMidiPart({
-      session,
-      from: run.from,
-      to: message.duration,
-      midi: message.midi ? base64Bytes(message.midi) : null,
-      error: message.midi_error,
-    });
+    const part = run.part;
+    Object.assign(part, { to: message.duration, state: message.midi ? "file" : "none", error: message.midi_error });
+    if (message.midi) {
+      part.midi = base64Bytes(message.midi);
+      part.url = URL.createObjectURL(new Blob([part.midi], { type: "audio/midi" }));
+    }
+    this.showMidiParts();
     if (message.midi_error) {
       this.warn("midi_error", `The server had trouble with the session's MIDI file: ${message.midi_error}`);
     } else if (!message.midi) {
@@ -421,7 +425,7 @@ class DemoPage {
       this.state.interim = this.store.interim;
       this.synth.allOff();
       this.showBacklog(0);
-      if (!run.done) this.addMidiPart({ session: this.state.session?.session ?? null, from: run.from, to: null });
+      this.sessionGone(run);
     }
     const why = code === CLOSE_GOING_AWAY ? "the server shut down" : "the connection to the server was lost";
     this.setStatus("reconnecting", `Reconnecting: ${why} (try ${attempt} of ${tries})…`);
@@ -430,8 +434,7 @@ class DemoPage {
 
   onResumed(run, { resumeAt, lostSeconds, ready, attempt }) {
     for (const note of this.store.closeOpen(resumeAt)) this.synth.noteOff(note);
-    const last = this.midiParts.at(-1);
-    if (last && last.to === null) last.to = resumeAt;
+    if (run.part.to === null) run.part.to = resumeAt;
     this.state.resumes.push({
       attempt,
       resumeAt,
@@ -461,17 +464,13 @@ class DemoPage {
     this.store.closeOpen(committed);
     this.store.setInterim(null);
     this.state.interim = this.store.interim;
-    if (!run.done && this.state.session) {
-      const last = this.midiParts.at(-1);
-      if (!last || last.to !== null) this.addMidiPart({ session: this.state.session.session, from: run.from, to: committed });
-      else last.to = committed;
-    }
+    const unfinished = run.part?.state === "live";
+    this.sessionGone(run);
+    if (run.part?.to === null) run.part.to = committed;
     if (reason === "finished") {
       const seconds = this.state.samplesSent / (this.state.sampleRate || 1);
       this.setStatus("idle", `Finished: ${this.store.notes.length} notes in ${seconds.toFixed(1)} s`);
-      if (this.state.session && !run.done) {
-        this.warn("unfinished", "The server went away before it sent its last notes.");
-      }
+      if (unfinished) this.warn("unfinished", "The server went away before it sent its last notes.");
     } else if (failure?.kind === "error") {
       const busy = failure.code === "busy";
       this.setStatus(busy ? "busy" : "error", busy ? "Server busy" : `Stopped: ${failure.code}`);
@@ -493,13 +492,10 @@ class DemoPage {
 
   // ---- the server's MIDI files ---------------------------------------------------------------------------------
 
-  addMidiPart(part) {
-    const full = { midi: null, error: null, ...part };
-    if (full.midi) full.url = URL.createObjectURL(new Blob([full.midi], { type: "audio/midi" }));
-    this.midiParts.push(full);
-    this.state.midiFiles = this.midiParts
-      .filter((p) => p.midi)
-      .map((p) => ({ session: p.session, from: p.from, to: p.to, bytes: p.midi.length, error: p.error }));
+  /** The current session ended without `done`: its server went away, and its MIDI file with it. */
+  sessionGone(run) {
+    if (run.part?.state !== "live") return;
+    run.part.state = "gone";
     this.showMidiParts();
   }
 
@@ -520,25 +516,33 @@ class DemoPage {
   }
 
   showMidiParts() {
-    this.el.download.disabled = !this.midiParts.some((p) => p.midi);
+    const parts = this.midiParts;
+    this.el.download.disabled = !parts.some((p) => p.midi);
+    this.state.midiFiles = parts
+      .filter((p) => p.midi)
+      .map((p) => ({ session: p.session, from: p.from, to: p.to, bytes: p.midi.length, error: p.error }));
     const list = this.el.midiParts;
-    list.hidden = this.midiParts.length < 2;
-    list.replaceChildren(
-      ...(list.hidden ? [] : this.midiParts).map((part) => {
-        const item = document.createElement("li");
-        const span = `${part.from.toFixed(1)}–${part.to === null ? "…" : part.to.toFixed(1)} s`;
-        if (part.midi) {
-          const link = document.createElement("a");
-          link.href = part.url;
-          link.download = this.fileName(part);
-          link.textContent = `MIDI file of ${span}`;
-          item.append(link);
-        } else {
-          item.textContent = `${span}: no MIDI file, that server went away without sending it`;
-        }
-        return item;
-      }),
-    );
+    list.hidden = parts.length < 2;
+    list.replaceChildren(...(list.hidden ? [] : parts).map((part) => this.midiPartItem(part)));
+  }
+
+  midiPartItem(part) {
+    const item = document.createElement("li");
+    const span = `${part.from.toFixed(1)}–${part.to === null ? "…" : part.to.toFixed(1)} s`;
+    if (part.midi) {
+      const link = document.createElement("a");
+      link.href = part.url;
+      link.download = this.fileName(part);
+      link.textContent = `MIDI file of ${span}`;
+      item.append(link);
+    } else {
+      item.textContent = {
+        live: `${span}: the MIDI file comes when the session ends`,
+        none: `${span}: the server sent no MIDI file`,
+        gone: `${span}: no MIDI file, that server went away without sending it`,
+      }[part.state];
+    }
+    return item;
   }
 
   // ---- display -------------------------------------------------------------------------------------------------

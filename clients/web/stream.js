@@ -1,7 +1,7 @@
 // A live run: one server session, or several when the server goes away and the run resumes on another one.
 //
 // It keeps the run's timeline (docs/protocol.md, "Resuming on another server"): the audio after the first session
-// is ready goes into a ring of recent PCM and, while a session is live, to the server. When a streaming session's
+// is ready goes into a ring of recent PCM and, while a session is live, to the server. When a live session's
 // socket closes unexpectedly (1001 from a draining server, 1006 from one that vanished), it reconnects to the same
 // URL with a short backoff, sends `start` again with `resume_at` at the latest committed point, sends the audio it
 // still holds from there, and carries on live. The socket itself comes from `connect` (a StreamConnection in the
@@ -14,11 +14,11 @@ import { CommitPoint, PcmRing, RETRY_DELAYS_MS, RING_SECONDS, planResume, retrya
  * ...} or {kind: "close", code, opened}), `sendPcm(pcm)`, `stop()`, `close()`, `isOpen`, `bufferedAmount`; it calls
  * handlers.onEvents(events), onInterim(msg), onLagging(msg), onError(msg), onDone(msg), onClose({code, reason,
  * opened}). `listener` gets: ready(ready, {resumed}), events(events, session), interim(msg), lagging(msg),
- * error(msg), done(msg), reconnecting({attempt, tries, delayMs, code}), resumed({resumeAt, lostSeconds, ready,
- * attempt}), ended({reason, failure, close, tries, committed}) with reason "finished", "failed" (the first session never
- * started), "fatal" (a fatal error) or "disconnected" (gone, and resuming failed or was not possible); `failure` is
- * what ended it (a close or an error), `close` the last streaming session's close, `tries` the tries at resuming
- * since the last break, `committed` the committed point.
+ * error(msg), done(msg), reconnecting({attempt, tries, delayMs, code}), resumed({fromSample, resumeAt, lostSeconds,
+ * ready, attempt}) and ended({reason, failure, close, tries, committed}): reason "finished", "failed" (the first
+ * session never started), "fatal" (a fatal error) or "disconnected" (gone, and resuming failed or was not
+ * possible); `failure` what ended it (a close or an error), `close` the last live session's close, `tries` the
+ * tries at resuming since the last break, `committed` the committed point.
  */
 export class LiveStream {
   constructor({
@@ -39,8 +39,7 @@ export class LiveStream {
     this.commit = new CommitPoint();
     this.conn = null;
     this.session = null; // the current session's `ready`
-    this.state = "connecting"; // connecting → live ⇄ reconnecting → stopping → ended
-    this.live = false; // audio goes to the server as it comes
+    this.state = "connecting"; // connecting → live ⇄ reconnecting → stopping → ended; audio goes out while live
     this.samplesSent = 0; // timeline position of the audio sent
     this.fatal = null;
     this.lastClose = null;
@@ -48,7 +47,7 @@ export class LiveStream {
   }
 
   get sending() {
-    return this.live && this.conn?.isOpen === true;
+    return this.state === "live" && this.conn?.isOpen === true;
   }
 
   get bufferedAmount() {
@@ -63,7 +62,7 @@ export class LiveStream {
       if (this.state !== "connecting") return null;
       // A resumed session must run the same model, whatever another server's default is.
       this.start = { ...this.start, model: ready.model };
-      this.becomeLive(conn, ready);
+      this.becomeLive(ready);
       this.listener.ready(ready, { resumed: false });
       return ready;
     } catch (failure) {
@@ -89,9 +88,8 @@ export class LiveStream {
   /** End of audio: the server commits the rest and sends `done`; without a server, the run ends here. */
   stop() {
     if (this.state === "ended" || this.state === "stopping") return;
-    const wasLive = this.state === "live" && this.conn?.isOpen;
+    const wasLive = this.sending;
     this.state = "stopping";
-    this.live = false;
     if (wasLive) this.conn.stop();
     else {
       this.conn?.close();
@@ -134,17 +132,15 @@ export class LiveStream {
     return conn;
   }
 
-  becomeLive(conn, ready) {
+  becomeLive(ready) {
     this.session = ready;
     this.state = "live";
-    this.live = true;
   }
 
   closed(conn, closed) {
     // Closes before `ready` are the failures of `open` (or of a try at resuming): those handle them.
     if (conn !== this.conn || this.session === null || this.state === "connecting") return;
     if (this.state === "reconnecting" || this.state === "ended") return;
-    this.live = false;
     this.lastClose = closed;
     if (this.state === "stopping") {
       this.end("finished", closed);
@@ -187,7 +183,7 @@ export class LiveStream {
         return;
       }
       this.commit.advance(plan.resumeAt);
-      this.becomeLive(conn, ready);
+      this.becomeLive(ready);
       this.listener.resumed({ ...plan, ready, attempt });
       for (const pcm of this.ring.from(plan.fromSample)) conn.sendPcm(pcm);
       this.samplesSent = this.ring.end;
@@ -201,7 +197,6 @@ export class LiveStream {
   end(reason, failure = null) {
     if (this.state === "ended") return;
     this.state = "ended";
-    this.live = false;
     this.listener.ended({ reason, failure, close: this.lastClose, tries: this.tries, committed: this.commit.seconds });
   }
 }

@@ -36,6 +36,7 @@ TICK_S = 1 / 1920  # the server's MIDI files: 1920 ticks per second
 # Artefacts of the streaming model, not of the page (the same audio streamed from Python gives them too):
 STUB_LEAD_S = 0.15  # at most this long: a note ended by a new start of its pitch (a double onset)
 HARMONICS = {-24, -19, -12, 12, 19, 24}  # octaves and twelfths of a sounding played note
+MAX_MISSED = 1  # played notes the model may miss, depending on where its blocks fall
 
 
 # Uncaught exceptions of every page a test opened (checked after each test).
@@ -280,12 +281,14 @@ def hear(heard: list[dict[str, Any]], played: list[Note]) -> Heard:
 
 
 def assert_heard_the_melody(result: Heard, lagging: list[dict[str, Any]]) -> None:
-    """Every played note at the right relative time and nothing else but the model's known artefacts, unless the
-    server said it fell behind and skipped audio (a loaded machine), which is then printed."""
+    """The played notes at the right relative times (one may be missed: the streaming model drops a note at some
+    alignments of its blocks to the audio, which is where the session happens to begin; the same audio streamed from
+    Python at those alignments drops it too) and nothing else but the model's known artefacts, unless the server
+    said it fell behind and skipped audio (a loaded machine), which is then printed."""
     if lagging:
         print(f"the server fell behind ({lagging}): missed or extra notes tolerated")
         return
-    assert (result.missed, result.wrong) == ([], []), (result.missed, summary(result.wrong))
+    assert len(result.missed) <= MAX_MISSED and result.wrong == [], (result.missed, summary(result.wrong))
 
 
 # ---- a whole melody, once, for several tests -------------------------------------------------------------------
@@ -362,7 +365,9 @@ def test_streaming_model_takes_no_hop_and_shows_its_look_ahead(melody_run: Melod
     assert f"{lookahead_ms} ms look-ahead" in melody_run.status_while_live, melody_run.status_while_live
 
 
-def test_melody_appears_in_piano_roll(melody_run: MelodyRun, melody_notes: list[Note], melody_wav: Path) -> None:
+def test_melody_appears_in_piano_roll(
+    melody_run: MelodyRun, melody_server: ServerProcess, melody_notes: list[Note], melody_wav: Path
+) -> None:
     result, (socket,), page = melody_run.final, melody_run.sockets, melody_run.page
     heard = sorted(result["notes"], key=lambda n: (n["onset"], n["pitch"]))
     # The page keeps exactly what the server sent, every note closed once the session is done...
@@ -377,6 +382,10 @@ def test_melody_appears_in_piano_roll(melody_run: MelodyRun, melody_notes: list[
     # chord: both come from the server, with the same audio streamed from Python too, and are printed.
     assert_heard_the_melody(hear(heard, melody_notes), socket.of_type("lagging"))
     assert all(n["program"] == 0 and not n["isDrum"] for n in heard)
+    # Exactly what the server makes of that audio: the same samples streamed from Python give the same notes.
+    if not socket.of_type("lagging"):
+        direct = stream_directly(melody_server, socket.pcm, result["sampleRate"], 0.0)
+        assert notes_of(socket.events) == notes_of(direct), (notes_of(socket.events), notes_of(direct))
 
     # What a person sees: the count, the latest note names, a level, a latency.
     expect(page.locator("#count")).to_have_text(str(len(heard)))
@@ -513,11 +522,12 @@ def check_resumed_run(
         spans = sorted((n["onset"], n["offset"]) for n in heard if n["pitch"] == pitch)
         assert all(b[0] >= a[1] for a, b in itertools.pairwise(spans)), (pitch, spans)
     assert not old.of_type("lagging") and not new.of_type("lagging"), "the servers fell behind: notes were skipped"
-    # Before the resume point the first session heard the melody; every played note it missed comes after what it
-    # committed.
+    # Before the resume point the first session heard the melody: the played notes it missed come after what it
+    # committed (but for the one the model may miss anyway).
     before = hear([n for n in heard if n["session"] == old.ready["session"]], melody_notes)
     assert before.wrong == [], summary(before.wrong)
-    assert all(n.onset + before.shift >= resume_at - ONSET_TOLERANCE_S for n in before.missed), before.missed
+    early = [n for n in before.missed if n.onset + before.shift < resume_at - ONSET_TOLERANCE_S]
+    assert len(early) <= MAX_MISSED, early
     # After it, the new session heard what a server makes of that audio from that point: the same audio streamed
     # from Python with the same `resume_at` gives the same events, on the same timeline. (A session that begins in
     # the middle of a held note hears it as a new note, and the streaming model, starting cold, may add low notes

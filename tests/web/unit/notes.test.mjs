@@ -11,7 +11,9 @@ const on = (id, time, pitch, extra = {}) => ({
 });
 const off = (id, time) => ({ type: "note_off", id, time });
 const interim = (time, ...notes) => ({
-  type: "interim", time, notes: notes.map(([pitch, onset]) => ({ pitch, onset, velocity: 70, program: 0, is_drum: false })),
+  type: "interim",
+  time,
+  notes: notes.map(([pitch, onset]) => ({ pitch, onset, velocity: 70, program: 0, is_drum: false })),
 });
 
 test("note names and instrument families", () => {
@@ -27,7 +29,10 @@ test("note names and instrument families", () => {
 test("note_on opens a note, note_off closes it; the store reports both for playback", () => {
   const store = new NoteStore();
   let { started, ended } = store.apply([on(1, 0.5, 60), on(2, 0.5, 64)], "a");
-  assert.deepEqual(started.map((n) => [n.key, n.pitch, n.onset, n.offset]), [["a#1", 60, 0.5, null], ["a#2", 64, 0.5, null]]);
+  assert.deepEqual(
+    started.map((n) => [n.key, n.pitch, n.onset, n.offset]),
+    [["a#1", 60, 0.5, null], ["a#2", 64, 0.5, null]],
+  );
   assert.deepEqual(ended, []);
   ({ started, ended } = store.apply([off(1, 0.9)], "a"));
   assert.deepEqual(started, []);

@@ -8,7 +8,7 @@ import { CommitPoint, PcmRing, planResume, retryable, shouldResume } from "../..
 
 const frame = (first, length) => Int16Array.from({ length }, (_, i) => (first + i) % 32768);
 
-test("a drained server (1001) or a vanished one (1006) calls for resuming; our stop, a 1000 or fatal errors do not", () => {
+test("a drained (1001) or vanished (1006) server calls for resuming; our stop, a 1000 or fatal errors do not", () => {
   assert.equal(shouldResume(1001), true);
   assert.equal(shouldResume(1006), true);
   assert.equal(shouldResume(1006, { stopRequested: true }), false);
@@ -30,7 +30,7 @@ test("a failed try is retried while another server may answer", () => {
   assert.equal(retryable({ kind: "close", code: 1008, opened: true }), false);
 });
 
-test("the committed point is the latest of event times, interim times and a done's duration; it never goes back", () => {
+test("the committed point: the latest event time, interim time or done duration; it never goes back", () => {
   const point = new CommitPoint();
   assert.equal(point.seconds, 0);
   point.events([{ type: "note_on", id: 1, time: 1.25 }, { type: "note_off", id: 1, time: 1.5 }]);

@@ -8,7 +8,15 @@ import { LiveStream } from "../../../clients/web/stream.js";
 
 const RATE = 1000; // 1 sample per ms keeps the arithmetic readable
 const FRAME = 40;
-const START = { type: "start", sample_rate: RATE, encoding: "s16le", channels: 1, model: null, interim: true, midi_file: true };
+const START = {
+  type: "start",
+  sample_rate: RATE,
+  encoding: "s16le",
+  channels: 1,
+  model: null,
+  interim: true,
+  midi_file: true,
+};
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -109,7 +117,7 @@ test("the first session: `start` as given, then every captured frame goes to the
   assert.deepEqual(named("ready"), [[ready, { resumed: false }]]);
 });
 
-test("a vanished server: reconnect, `resume_at` the committed point, re-send the audio from there, carry on", async () => {
+test("a vanished server: reconnect, resume at the committed point, send the audio from there again", async () => {
   const { live, connections, capture, named } = makeRun();
   await live.open();
   capture(2);
@@ -131,7 +139,9 @@ test("a vanished server: reconnect, `resume_at` the committed point, re-send the
   assert.deepEqual([resumed.resumeAt, resumed.lostSeconds, resumed.attempt], [1.2, 0, 1]);
   assert.deepEqual(named("reconnecting").map(([r]) => [r.attempt, r.code]), [[1, 1006]]);
   // Events of the new session carry its id; the old connection is no longer heard.
-  second.handlers.onEvents([{ type: "note_on", id: 1, time: 1.3, pitch: 62, velocity: 80, program: 0, is_drum: false }]);
+  second.handlers.onEvents([
+    { type: "note_on", id: 1, time: 1.3, pitch: 62, velocity: 80, program: 0, is_drum: false },
+  ]);
   first.handlers.onEvents([{ type: "note_off", id: 1, time: 1.9 }]);
   assert.deepEqual(named("events").map(([events, session]) => [events[0].time, session]), [[0.5, "s1"], [1.3, "s2"]]);
   assert.equal(live.state, "live");
