@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,34 @@ def onset_latencies(truth: Sequence[Note], events: Sequence[p.NoteEvent], arriva
                 latencies.append(a - note.onset)
                 break
     return latencies
+
+
+@dataclass
+class NoteComparison:
+    """A stream's notes against a reference (the same audio streamed to a server alone): `missing` reference notes
+    (no note of the same pitch within 50 ms), `duplicates` (notes striking again a pitch the reference holds at
+    that moment: one note counted twice), and `others` (notes the reference does not have at all: after a resume
+    the model hears the same audio with a different history, and a ghost note may come or go)."""
+
+    missing: list[Note]
+    duplicates: list[Note]
+    others: list[Note]
+
+
+def compare_notes(reference: Sequence[Note], got: Sequence[Note], tolerance: float = 0.05) -> NoteComparison:
+    free = list(got)
+    missing = []
+    for note in reference:
+        hit = next((g for g in free if g.pitch == note.pitch and abs(g.onset - note.onset) <= tolerance), None)
+        if hit is None:
+            missing.append(note)
+        else:
+            free.remove(hit)
+
+    def held(note: Note) -> bool:
+        return any(r.pitch == note.pitch and r.onset < note.onset < r.offset for r in reference)
+
+    return NoteComparison(missing, [g for g in free if held(g)], [g for g in free if not held(g)])
 
 
 def percentile(values: Sequence[float], q: float) -> float:

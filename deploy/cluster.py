@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import csv
 import io
+import json
 import os
 import shutil
 import signal
@@ -96,6 +97,17 @@ class Cluster:
     def server(self, name: str) -> ServerProcess:
         """A front end by its name in the balancer (s1, s2, ...)."""
         return self.servers[int(name.removeprefix("s")) - 1]
+
+    def sessions(self) -> list[int | None]:
+        """Each front end's open sessions (its /healthz), None for one that does not answer."""
+        counts: list[int | None] = []
+        for server in self.servers:
+            try:
+                with urllib.request.urlopen(f"{server.url}healthz", timeout=2) as response:
+                    counts.append(json.loads(response.read())["sessions"])
+            except OSError:
+                counts.append(None)
+        return counts
 
     def states(self) -> dict[str, str]:
         """The balancer's view of each front end: UP, DOWN, and the transitions between (e.g. "UP 1/2")."""

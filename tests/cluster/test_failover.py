@@ -15,13 +15,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from benchmarks.common import compare_notes
 from deploy.cluster import Cluster
 from streamer import protocol as p
 from streamer.client.stream import ResumePolicy, StreamResult, stream_audio
 from streamer.server.process import ServerProcess
 from streamer.stitch import events_to_notes
 from tests.cluster.conftest import PIECE_S
-from tests.cluster.observe import compare, wait_for_sessions
+from tests.cluster.observe import wait_for_sessions
 from tests.piano import PIANO_RATE
 from tests.windowing import assert_event_invariants
 
@@ -78,7 +79,7 @@ def assert_same_notes(reference: StreamResult, result: StreamResult) -> None:
     assert result.done is not None and result.failure is None and not result.errors, (result.errors, result.failure)
     assert not result.lagging, "a server fell behind real time (machine overloaded): notes were merged away"
     assert_event_invariants(result.events)
-    got = compare(events_to_notes(reference.events), events_to_notes(result.events))
+    got = compare_notes(events_to_notes(reference.events), events_to_notes(result.events))
     assert not got.missing, f"notes lost: {got.missing}"
     assert not got.duplicates, f"notes struck twice: {got.duplicates}"
     # A resumed model hears the same audio with a different history: a ghost note may come or go after the resume
