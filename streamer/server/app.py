@@ -171,7 +171,7 @@ async def models_info(request: web.Request) -> web.Response:
                     "window": spec.window_s,
                     "default_hop": spec.default_hop_s,
                     "min_hop": spec.min_hop_s,
-                    "max_hop": round(spec.max_hop_s, 3),
+                    "max_hop": spec.max_hop_s,  # unrounded: a page uses min..max as an input range
                     "streaming": spec.streaming,
                     "lookahead": round(spec.lookahead_s, 4),
                     "description": spec.description,
