@@ -7,7 +7,7 @@ HTTP ingress `[replicas] address` names, and the command holds it until SIGTERM 
 On a cluster it starts itself, the ingress is Ray Serve's HAProxy (RAY_SERVE_ENABLE_HA_PROXY, documented for Ray
 2.56 and later): measured on loopback, a window's round trip took 5 ms through it and 17 ms through Ray's Python
 proxy (docs/scaling.md). Its files go to a folder of this run, not /tmp/haproxy-serve, so that two clusters on one
-machine do not overwrite each other's.
+machine do not overwrite each other's, and the ports Ray would bind on fixed numbers are free ones.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from streamer.config import Config
 from streamer.replicas.remote_model import remote_models
+from streamer.server.process import free_port
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ HAPROXY_FILES = {
     "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": "metrics.sock",
     "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": "server-state",
 }
+HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT")
 READY = "streamer: replicas ready"  # the line tests and scripts wait for
 
 
@@ -49,7 +51,7 @@ def serve_replicas(config: Config, models: Sequence[str]) -> None:
     # Short: Ray adds a 56-character node id below it, and HAProxy's socket paths may not exceed 97 characters.
     with tempfile.TemporaryDirectory(prefix="shp-", dir="/tmp") as folder:
         if local:
-            _private_haproxy_files(Path(folder))
+            _private_haproxy(Path(folder))
         _deploy(config, models, local)
 
 
@@ -89,8 +91,13 @@ def _deploy(config: Config, models: Sequence[str], local: bool) -> None:
         ray.shutdown()
 
 
-def _private_haproxy_files(folder: Path) -> None:
+def _private_haproxy(folder: Path) -> None:
+    """HAProxy's files in `folder`, and free ports for what Ray otherwise binds on fixed ones (its stats page on
+    8404, metrics on 9101, Serve's fallback proxy on 8500): another cluster or balancer on this machine may hold
+    those."""
     os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
     os.environ.setdefault("RAY_SERVE_HAPROXY_SERVER_STATE_BASE", str(folder))
     for key, name in HAPROXY_FILES.items():
         os.environ.setdefault(key, str(folder / name))
+    for key in HAPROXY_PORTS:
+        os.environ.setdefault(key, str(free_port()))
