@@ -1,5 +1,5 @@
 """A model's replicas as a Ray Serve deployment: each replica loads the model by name with its options and runs the
-windows of all front ends in batches (`@serve.batch`), over HTTP at `/<model>`.
+windows of all front ends in batches (batcher.py says why not `@serve.batch`), over HTTP at `/<model>`.
 
 Ray Serve keeps `count` replicas alive (a replica that dies is replaced) and spreads requests over them; the front
 ends retry a window whose replica died (streamer/replicas/remote_engine.py). `app(args)` is the import path a
@@ -8,7 +8,6 @@ RayService (KubeRay) names; `streamer replicas` builds the same application from
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from ray import serve
@@ -18,6 +17,7 @@ from starlette.responses import Response
 
 from streamer.config import ReplicasConfig, convert_options
 from streamer.models.registry import load_model
+from streamer.replicas.batcher import Batcher
 from streamer.replicas.runner import WindowRunner
 from streamer.replicas.wire import CONTENT_TYPE
 
@@ -28,18 +28,12 @@ GRACEFUL_SHUTDOWN_S = 2.0
 @serve.deployment
 class ModelReplica:
     def __init__(self, name: str, options: dict[str, Any], max_batch: int, batch_wait_s: float) -> None:
-        self.runner = WindowRunner(load_model(name, options))
-        self.run.set_max_batch_size(max_batch)
-        self.run.set_batch_wait_timeout_s(batch_wait_s)
+        # The model runs in a worker thread: the replica's event loop keeps receiving windows for the next batch,
+        # and answering Ray's health checks, while it computes.
+        self.batcher = Batcher(WindowRunner(load_model(name, options)).run, max_batch, batch_wait_s)
 
     async def __call__(self, request: Request) -> Response:
-        return Response(await self.run(await request.body()), media_type=CONTENT_TYPE)
-
-    @serve.batch
-    async def run(self, bodies: list[bytes]) -> list[bytes]:
-        # In a thread: the replica's event loop keeps receiving windows for the next batch and answering Ray's
-        # health checks while the model computes.
-        return await asyncio.to_thread(self.runner.run, bodies)
+        return Response(await self.batcher.submit(await request.body()), media_type=CONTENT_TYPE)
 
 
 def build_app(name: str, options: dict[str, Any], replicas: ReplicasConfig) -> Application:
@@ -47,7 +41,7 @@ def build_app(name: str, options: dict[str, Any], replicas: ReplicasConfig) -> A
     return ModelReplica.options(
         name=name,
         num_replicas=replicas.count,
-        # Room for a full batch waiting while another runs; beyond that Ray Serve queues at the ingress.
+        # Room for a full batch waiting while another runs; beyond that Ray Serve queues them before the replica.
         max_ongoing_requests=2 * replicas.max_batch,
         ray_actor_options={"num_cpus": replicas.cpus, "num_gpus": replicas.gpus},
         graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
