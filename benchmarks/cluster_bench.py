@@ -16,6 +16,7 @@ Reported per client that resumed, and per phase: notes against the reference (mi
 audio the failed server had not confirmed (sent again), audio lost.
 
 Run: .venv/bin/python -m benchmarks.cluster_bench [--clients 12] [--servers 3] [--seconds 15] [--fail-at 5]
+     [--no-interim]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from benchmarks.common import NoteComparison, compare_notes, machine, percentile, table
 from benchmarks.evalset import RATE, render_midi
@@ -59,6 +61,7 @@ class Phase:
     failed: int | None  # the front end stopped or killed
     failed_at: float
     clients: list[Client]
+    cpu: list[float]  # each front end's CPU over the streams, in cores (1.0: one core busy throughout)
 
 
 def pieces(count: int, seconds: float) -> list[np.ndarray]:
@@ -71,15 +74,17 @@ def pieces(count: int, seconds: float) -> list[np.ndarray]:
     return out
 
 
-async def run_phase(name: str, servers: int, audio: list[np.ndarray], references: list[StreamResult],
-                    fail_at: float, fail: Callable[[ServerProcess], None] | None) -> Phase:  # fmt: skip
+async def run_phase(name: str, servers: int, audio: list[np.ndarray], references: list[StreamResult], fail_at: float,
+                    fail: Callable[[ServerProcess], None] | None, policy: ResumePolicy) -> Phase:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp, start_cluster(servers, Path(tmp)) as cluster:
         tasks: list[asyncio.Task[StreamResult]] = []
         landed: list[int] = []
         before = await asyncio.to_thread(cluster.sessions)
+        processes = [psutil.Process(s.process.pid) for s in cluster.servers]
+        cpu_before = [cpu_seconds(p) for p in processes]
         started = time.monotonic()
         for piece in audio:
-            tasks.append(asyncio.create_task(stream_audio(cluster.url, piece, RATE, resume=ResumePolicy())))
+            tasks.append(asyncio.create_task(stream_audio(cluster.url, piece, RATE, resume=policy)))
             await asyncio.sleep(START_GAP_S)
             now = await asyncio.to_thread(cluster.sessions)
             grew = [i for i, (a, b) in enumerate(zip(before, now, strict=True)) if (b or 0) > (a or 0)]
@@ -92,12 +97,23 @@ async def run_phase(name: str, servers: int, audio: list[np.ndarray], references
         if fail is not None and failed is not None:
             fail(cluster.servers[failed])
         results = await asyncio.gather(*tasks)
+        wall = time.monotonic() - started
+        cpu = [(cpu_seconds(p) - c) / wall for p, c in zip(processes, cpu_before, strict=True)]
     clients = []
     for i, (result, reference) in enumerate(zip(results, references, strict=True)):
         ref_notes = events_to_notes(reference.events)
         compared = compare_notes(ref_notes, events_to_notes(result.events))
         clients.append(Client(i, landed[i], result, compared, len(ref_notes)))
-    return Phase(name, spread, failed, failed_at, clients)
+    return Phase(name, spread, failed, failed_at, clients, cpu)
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    """CPU time so far; a killed server's is what it had when last read."""
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:
+        return float("nan")
+    return float(times.user + times.system)
 
 
 def client_rows(phase: Phase) -> list[list[object]]:
@@ -142,28 +158,41 @@ async def main() -> None:
     parser.add_argument("--servers", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each client's piece")
     parser.add_argument("--fail-at", type=float, default=5.0, help="seconds after the first client started")
+    parser.add_argument("--no-interim", action="store_true",
+                        help="resume without interim messages (3.5x less server CPU per stream; resumes from the last "
+                             "event, a drained server's unsettled end stands)")  # fmt: skip
     args = parser.parse_args()
+    policy = ResumePolicy(interim=not args.no_interim)
     began = time.monotonic()
     audio = pieces(args.clients, args.seconds)
     with tempfile.TemporaryDirectory() as tmp, start_cluster(1, Path(tmp)) as alone:
-        references = [await stream_audio(alone.servers[0].ws_url, a, RATE, speed=0, interim=True) for a in audio]
+        references = [await stream_audio(alone.servers[0].ws_url, a, RATE, speed=0, interim=policy.interim)
+                      for a in audio]  # fmt: skip
     kill = ServerProcess.kill
 
     def term(server: ServerProcess) -> None:
         server.process.send_signal(signal.SIGTERM)
 
     phases = [
-        await run_phase("spread", args.servers, audio, references, args.fail_at, None),
-        await run_phase("sigterm", args.servers, audio, references, args.fail_at, term),
-        await run_phase("sigkill", args.servers, audio, references, args.fail_at, kill),
+        await run_phase("spread", args.servers, audio, references, args.fail_at, None, policy),
+        await run_phase("sigterm", args.servers, audio, references, args.fail_at, term, policy),
+        await run_phase("sigkill", args.servers, audio, references, args.fail_at, kill, policy),
     ]
     print(f"# {args.clients} clients × {args.seconds:g} s pieces, {args.servers} front ends behind HAProxy; "
-          f"failure at {args.fail_at:g} s")  # fmt: skip
+          f"failure at {args.fail_at:g} s; interim messages {'off' if args.no_interim else 'on'}")  # fmt: skip
     print(f"machine: {machine()}; {time.monotonic() - began:.0f} s in all\n")
     print(table(["phase", "sessions per server", "resumed", "all notes kept", "notes missing", "struck twice",
                  "other notes", "clients lagging", "failure → ready p50 / max (s)", "noticed → ready p50 / max (s)",
                  "unconfirmed, sent again p50 / max (s)", "audio lost max (s)"],
                 [summary_row(ph) for ph in phases]))  # fmt: skip
+    spread = phases[0]
+    per_stream = [c / n for c, n in zip(spread.cpu, spread.spread, strict=True) if n]
+    print()
+    print(table(["front end", "sessions", "CPU (cores)", "CPU per stream (% of a core)"],
+                [[f"s{i + 1}", n, c, f"{100 * c / n:.1f}" if n else "-"]
+                 for i, (n, c) in enumerate(zip(spread.spread, spread.cpu, strict=True))]))  # fmt: skip
+    print(f"spread phase: {100 * sum(spread.cpu) / max(1, sum(n or 0 for n in spread.spread)):.1f} % of a core per "
+          f"stream over all front ends (min {100 * min(per_stream):.1f}, max {100 * max(per_stream):.1f})")  # fmt: skip
     print()
     print(table(["phase", "client", "server", "reason", "resumed at (s)", "failure → ready (s)", "noticed → ready (s)",
                  "unconfirmed (s)", "lost (s)", "notes kept", "struck twice", "other notes", "lagging msgs"],
