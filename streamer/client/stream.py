@@ -52,7 +52,7 @@ class ResumePolicy:
     preroll_s: float = 1.0
     keep_s: float = 30.0  # audio kept for resuming: a resume point further back loses the difference
     # Ask for `interim` messages: from a streaming model they confirm each block's events, so that a resume starts
-    # from the latest settled point and redoes a drained server's unsettled end. They cost the server about 3.5×
+    # from the latest settled point and redoes a drained server's unsettled end. They cost the server about 4×
     # the CPU of the stream (its model also evaluates the frames not yet final). Without them a resume starts from
     # the last event, and a drained server's last 0.2 s stand as it committed them.
     interim: bool = True

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from collections.abc import Callable
 
 import numpy as np
+import soundfile as sf
 
 from benchmarks.common import compare_notes
 from deploy.cluster import Cluster
@@ -124,3 +126,22 @@ async def test_sigkill_clients_resume_within_a_second_and_lose_only_uncommitted_
     # The balancer took the dead server out at its first refused connection or failed check.
     states = await asyncio.to_thread(c.states)
     assert sorted(states.values()) == ["DOWN", "UP", "UP"], states
+
+
+async def test_streamer_stream_resumes_by_itself_and_says_what_it_cost(cluster, piece, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The command line as a user runs it: `streamer stream` through the balancer, its server killed mid-way."""
+    c = cluster()
+    wav = tmp_path / "piece.wav"
+    sf.write(wav, piece[: int(4.0 * PIANO_RATE)], PIANO_RATE, subtype="PCM_16")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamer.cli", "stream", str(wav), "--url", c.url, "-q",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    counts = await wait_for_sessions(c, 1)
+    await asyncio.sleep(1.5)
+    c.servers[counts.index(1)].kill()
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    resumed = [line for line in err.decode().splitlines() if line.startswith("resumed at")]
+    assert len(resumed) == 1 and "(connection lost)" in resumed[0] and "0.000s lost" in resumed[0], resumed
+    assert "done: " in out.decode() and "in 4.00s of audio" in out.decode()
