@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from streamer.config import Config
+from streamer.errors import ConfigError
 from streamer.replicas.remote_model import remote_models
 from streamer.server.process import free_port
 
@@ -58,8 +59,11 @@ def serve_replicas(config: Config, models: Sequence[str]) -> None:
 def _deploy(config: Config, models: Sequence[str], local: bool) -> None:
     cfg = config.replicas
     ingress = urlsplit(cfg.address)
-    import ray
-    from ray import serve
+    try:
+        import ray
+        from ray import serve
+    except ImportError:
+        raise ConfigError('Ray Serve is not installed: pip install "streamer[cluster]"') from None
 
     from streamer.replicas.deployment import build_app
 
