@@ -55,3 +55,20 @@ def test_streaming_models_on_replicas_are_a_config_error(tmp_path: Path) -> None
     out = subprocess.run([*default_command(), "serve", "--config", str(path), "--port", "0"], capture_output=True,
                          text=True, timeout=60)  # fmt: skip
     assert out.returncode == 2 and out.stderr.startswith("error [config_error]: basic-pitch is a streaming-native")
+
+
+@pytest.mark.parametrize(
+    "replicas,key",
+    [
+        ({"address": "127.0.0.1:8000"}, "replicas.address"),  # no scheme: not a URL aiohttp can post to
+        ({"address": "http://host:8000/basic-pitch"}, "replicas.address"),  # the model's path is added per model
+        ({"count": 0}, "replicas.count"),
+        ({"retries": -1}, "replicas.retries"),
+        ({"timeout_s": 0}, "replicas.timeout_s"),
+        ({"replicas": 2}, "replicas"),
+    ],
+)
+def test_bad_replica_settings_are_config_errors_naming_their_key(replicas: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides={"engine": {"backend": "ray"}, "replicas": replicas})
+    assert key in info.value.message
