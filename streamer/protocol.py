@@ -1,8 +1,8 @@
 """Protocol v1: every message on the wire, defined once as typed schemas (docs/protocol.md is written from these).
 
 Client → server text messages: `start`, `flush`, `stop`; binary frames carry interleaved PCM after `start`.
-Server → client text messages: `ready`, `events` (note_on / note_off / control), `interim`, `lagging`, `error`,
-`done`. This module is shared by the session core, the sinks and the clients; it does no I/O.
+Server → client text messages: `ready`, `events` (note_on / note_off / control), `interim`, `progress`, `lagging`,
+`error`, `done`. This module is shared by the session core, the sinks and the clients; it does no I/O.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class Start(_Message, tag="start"):
     hop: float | None = None
     midi_file: bool = False
     interim: bool = False  # also send `interim` messages: the notes believed started but not yet committed
+    progress: bool = False  # also send `progress` messages: how far the session has committed (costs nothing)
     # Continue a timeline: this session's audio starts at this time of the client's clock (a client resuming on
     # another server after its first one went away). Event times are on that clock.
     resume_at: Seconds = 0.0
@@ -116,6 +117,13 @@ class Interim(_Message, tag="interim"):
     notes: list[InterimNote]
 
 
+class Progress(_Message, tag="progress"):
+    """No note will start before `time` any more: every note_on before it was sent (with the window models,
+    every event). Sent after each model step; what a resuming client uses as its resume point."""
+
+    time: float
+
+
 class Lagging(_Message, tag="lagging"):
     skipped_windows: int
     behind: float
@@ -138,7 +146,7 @@ class Done(_Message, tag="done"):
     midi_error: str | None = None  # why the session's MIDI file could not be made or kept
 
 
-ServerMessage = Ready | Events | Interim | Lagging | Error | Done
+ServerMessage = Ready | Events | Interim | Progress | Lagging | Error | Done
 
 _client_decoder = msgspec.json.Decoder(ClientMessage)
 _server_decoder = msgspec.json.Decoder(ServerMessage)

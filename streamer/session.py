@@ -313,14 +313,14 @@ class Session:
                 raise InvalidOption(
                     f"model {spec.name} streams in blocks of {spec.window_s * 1000:.0f} ms and takes no `hop`"
                 )
-            return StreamingTrack(spec, interim=message.interim)
+            return StreamingTrack(spec, interim=message.interim, progress=message.progress)
         hop_s = message.hop if message.hop is not None else (self._options.hop_s or spec.default_hop_s)
         margin_s = spec.commit_margin_s if self._options.commit_margin_s is None else self._options.commit_margin_s
         if not spec.min_hop_s <= hop_s <= spec.window_s - margin_s:
             raise InvalidOption(
                 f"hop {hop_s} s is outside {spec.min_hop_s}–{spec.window_s - margin_s:.3f} s for model {spec.name}"
             )
-        return WindowedTrack(spec, spec.hop_samples(hop_s), round(margin_s * spec.sample_rate))
+        return WindowedTrack(spec, spec.hop_samples(hop_s), round(margin_s * spec.sample_rate), message.progress)
 
     def _stop(self) -> Output:
         started = self._started
@@ -367,7 +367,7 @@ class Session:
         end = self.audio_seconds
         events = [e if e.time <= end else msgspec.structs.replace(e, time=end) for e in events]
         out = _events_output(self._shift(events))
-        out.messages += [self._shift_interim(m) for m in extra]
+        out.messages += [self._shift_message(m) for m in extra]
         return out
 
     def _lag_report(self, planned: Planned) -> Output:
@@ -417,12 +417,17 @@ class Session:
             return events
         return [msgspec.structs.replace(e, time=e.time + origin) for e in events]
 
-    def _shift_interim(self, message: p.Interim) -> p.Interim:
+    def _shift_message(self, message: p.ServerMessage) -> p.ServerMessage:
+        """An interim or progress message on the client's clock (a resumed session starts at `resume_at`)."""
         origin = self._started.origin
         if not origin:
             return message
-        notes = [msgspec.structs.replace(n, onset=n.onset + origin) for n in message.notes]
-        return p.Interim(time=message.time + origin, notes=notes)
+        if isinstance(message, p.Interim):
+            notes = [msgspec.structs.replace(n, onset=n.onset + origin) for n in message.notes]
+            return p.Interim(time=message.time + origin, notes=notes)
+        if isinstance(message, p.Progress):
+            return p.Progress(time=message.time + origin)
+        return message
 
     @property
     def _started(self) -> Started:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamer.models.base import Block, ModelSpec, StepResult
-from streamer.protocol import Interim, InterimNote, NoteEvent, NoteOff, NoteOn
+from streamer.protocol import Interim, InterimNote, NoteEvent, NoteOff, NoteOn, Progress, ServerMessage
 
 INTERIM_DIGITS = 4
 
@@ -29,10 +29,11 @@ class PlannedBlock:
 
 
 class StreamingTrack:
-    def __init__(self, spec: ModelSpec, interim: bool) -> None:
+    def __init__(self, spec: ModelSpec, interim: bool, progress: bool = False) -> None:
         self.spec = spec
         self.block = spec.window_samples
         self.interim = interim
+        self.progress = progress
         self._buffer: list[np.ndarray] = []
         self._buffered = 0
         self._start = 0  # model-rate sample of the next block's first sample
@@ -63,7 +64,7 @@ class StreamingTrack:
         planned = self.push(tail)
         return [*planned, self._take(self._buffered, final=True)]
 
-    def apply(self, planned: PlannedBlock, result: StepResult) -> tuple[list[NoteEvent], list[Interim]]:
+    def apply(self, planned: PlannedBlock, result: StepResult) -> tuple[list[NoteEvent], list[ServerMessage]]:
         events: list[NoteEvent] = []
         for decision in result.decisions:
             t = max(decision.time, self._last)
@@ -73,14 +74,17 @@ class StreamingTrack:
                 events.append(self._begin(decision.pitch, decision.velocity, t))
             elif decision.pitch in self._sounding:
                 events.append(self._end(decision.pitch, t))
-        if not self.interim or result.interim is None:
-            return events, []
-        horizon = max(result.horizon, self._last)
-        notes = [
-            InterimNote(pitch=d.pitch, onset=round(max(d.time, horizon), INTERIM_DIGITS), velocity=d.velocity)
-            for d in result.interim
-        ]
-        return events, [Interim(time=round(horizon, INTERIM_DIGITS), notes=notes)]
+        horizon = round(max(result.horizon, self._last), INTERIM_DIGITS)
+        messages: list[ServerMessage] = []
+        if self.interim and result.interim is not None:
+            notes = [
+                InterimNote(pitch=d.pitch, onset=round(max(d.time, horizon), INTERIM_DIGITS), velocity=d.velocity)
+                for d in result.interim
+            ]
+            messages.append(Interim(time=horizon, notes=notes))
+        if self.progress:
+            messages.append(Progress(time=horizon))
+        return events, messages
 
     def close(self, end_s: float) -> list[NoteEvent]:
         t = max(end_s, self._last)

@@ -15,7 +15,7 @@ import numpy as np
 from streamer.audio.windows import Window, WindowCutter
 from streamer.models.base import ModelSpec
 from streamer.notes import WindowNote
-from streamer.protocol import Interim, NoteEvent
+from streamer.protocol import NoteEvent, Progress, ServerMessage
 from streamer.stitch import Stitcher
 
 
@@ -34,8 +34,9 @@ class PlannedWindow:
 
 
 class WindowedTrack:
-    def __init__(self, spec: ModelSpec, hop: int, margin: int) -> None:
+    def __init__(self, spec: ModelSpec, hop: int, margin: int, progress: bool = False) -> None:
         self.spec = spec
+        self.progress = progress
         self.hop = hop
         self.margin = margin
         # A silent lead makes the first window's commit region one hop long, like every other: the first notes
@@ -66,9 +67,10 @@ class WindowedTrack:
         planned = self._plan(self._cutter.push(tail))
         return planned + self._plan(self._cutter.tail_windows(self.margin), until=self._cutter.total)
 
-    def apply(self, planned: PlannedWindow, notes: Sequence[WindowNote]) -> tuple[list[NoteEvent], list[Interim]]:
+    def apply(self, planned: PlannedWindow, notes: Sequence[WindowNote]) -> tuple[list[NoteEvent], list[ServerMessage]]:
         rate = self.spec.sample_rate
-        return self._stitcher.commit(planned.window.start / rate, notes, planned.until / rate), []
+        events = self._stitcher.commit(planned.window.start / rate, notes, planned.until / rate)
+        return events, [Progress(time=planned.until / rate)] if self.progress else []
 
     def close(self, end_s: float) -> list[NoteEvent]:
         return self._stitcher.close(end_s)

@@ -51,11 +51,11 @@ class ResumePolicy:
     # over its last second); the new session's events before the resume point are dropped.
     preroll_s: float = 1.0
     keep_s: float = 30.0  # audio kept for resuming: a resume point further back loses the difference
-    # Ask for `interim` messages: from a streaming model they confirm each block's events, so that a resume starts
-    # from the latest settled point and redoes a drained server's unsettled end. They cost the server about 4×
-    # the CPU of the stream (its model also evaluates the frames not yet final). Without them a resume starts from
-    # the last event, and a drained server's last 0.2 s stand as it committed them.
-    interim: bool = True
+    # A resuming stream asks for `progress` messages (free for the server): they confirm each step's events, so that
+    # a resume starts from the latest settled point and redoes a drained server's unsettled end. `interim` messages
+    # confirm too, but cost the server about 4× the stream's CPU (its model also evaluates the frames not yet
+    # final); ask for them only to show interim notes.
+    interim: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,9 @@ async def stream_frames(
         model=model,
         hop=hop,
         midi_file=midi_file,
-        # Interim messages say how far a streaming model has committed: the best resume point.
+        # Progress messages say how far the session has committed: the best resume point.
         interim=interim or (resume is not None and resume.interim),
+        progress=resume is not None,
         resume_at=resume_at,
     )
     stream = _Stream(url, frames, start, resume, headers, ping_interval)
@@ -222,9 +223,9 @@ class _Stream:
         self.headers = headers
         self.ping_interval = ping_interval
         self.result = StreamResult()
-        # With resuming, events wait for the server's confirmation (its `interim` message) so that a session's
+        # With resuming, events wait for the server's confirmation (its `progress` message) so that a session's
         # unsettled end is redone by the next one instead (streamer/client/timeline.py).
-        self.timeline = Timeline(confirm=policy is not None and policy.interim)
+        self.timeline = Timeline(confirm=policy is not None)
         self.history = AudioHistory(start.sample_rate, policy.keep_s) if policy else None
         self.stopped = False  # every frame was sent and `stop` with it
         self.t0: float | None = None  # wall clock of the first frame sent: event arrivals count from here
@@ -374,7 +375,7 @@ class _Stream:
                     self.on_message(message)
                 if isinstance(message, p.Events):
                     self._emit(self.timeline.on_events(message.events))
-                elif isinstance(message, p.Interim):
+                elif isinstance(message, p.Progress | p.Interim):
                     self._emit(self.timeline.on_progress(message.time))
                 elif isinstance(message, p.Error):
                     if message.fatal:

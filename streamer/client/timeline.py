@@ -4,12 +4,13 @@ Pure bookkeeping, no I/O: the client feeds each session's events and progress, a
 where the next one takes over; out come the events to show, play and keep, renumbered so that ids stay unique
 (every session numbers its notes from 1) and with nothing committed repeated.
 
-Events wait for confirmation (`confirm`): a streaming model's server follows each block's events with an `interim`
-message at once, saying up to where everything is settled with the model's full look-ahead. A session that ends
+Events wait for confirmation (`confirm`): the server follows each model step's events with a `progress` message
+(and, when asked, an `interim` one) at once, saying up to where everything is settled with the model's full
+look-ahead. A session that ends
 without confirming its last events is redone from its last confirmed point by the next session: a drained server
 commits the end of the audio it heard without the look-ahead after it (notes starting in its last 0.2 s are lost,
-sounding ones are cut), and a vanished one may have sent only part of a block's events. (Servers whose models send
-no `interim` messages confirm nothing: their events are taken as they come.)
+sounding ones are cut), and a vanished one may have sent only part of a block's events. (A server that sends no
+`progress` messages confirms nothing: its events are taken as they come.)
 
 The rule at a resume point R (everything before R was committed by the earlier sessions):
 
@@ -64,7 +65,7 @@ class Timeline:
         self.events: list[p.NoteEvent] = []  # everything emitted, in order
         self.committed = 0.0  # the latest point known committed (and confirmed) on this timeline
         self.confirm = confirm
-        self._confirming = False  # this session's server confirms its events with `interim` messages
+        self._confirming = False  # this session's server confirms its events with `progress` messages
         self._unconfirmed: list[p.NoteEvent] = []
         self._next_id = 1
         self._first = True  # the first session keeps the server's ids
@@ -92,7 +93,8 @@ class Timeline:
         return self._take(events)
 
     def on_progress(self, time: float) -> list[p.NoteEvent]:
-        """An `interim` message: the session committed everything before `time`, its events so far included."""
+        """A `progress` (or `interim`) message: the session committed everything before `time`, its events so far
+        included."""
         self._confirming = self.confirm
         out = self._take(self._unconfirmed)
         self._unconfirmed = []
@@ -123,7 +125,7 @@ class Timeline:
         ended its sounding notes at `at`."""
         assert self._splice is None, "the previous session's end was not reported"
         at = max(at, self.events[-1].time) if self.events else at  # times never go backwards
-        # Closes that were confirmed (by a server that sends no interim messages) are on the timeline.
+        # Closes that were confirmed (by a server that sends no progress messages) are on the timeline.
         closed = drained and not self._confirming
         ended = {v for v, t in self._note_ended.items() if t >= at - TIME_SLACK} if closed else set()
         self._splice = _Splice(at, ended)

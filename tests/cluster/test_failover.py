@@ -49,7 +49,7 @@ async def stream_with_a_failure(
 ) -> tuple[StreamResult, list[StreamResult], float, list[float]]:
     """The reference (the piece streamed to one server alone), then the clients with the failure; returns the
     reference, the clients' results (the first one's server failed), when it failed (time.monotonic()), and the
-    `interim` times the first client received from its first server."""
+    `progress` times the first client received from its first server."""
     reference = await stream_audio(c.servers[0].ws_url, piece, PIANO_RATE, speed=0, interim=True)
     readies: list[p.Ready] = []
     confirmed: list[float] = []
@@ -57,7 +57,7 @@ async def stream_with_a_failure(
     def seen(message: p.ServerMessage) -> None:
         if isinstance(message, p.Ready):
             readies.append(message)
-        elif isinstance(message, p.Interim) and len(readies) == 1:
+        elif isinstance(message, p.Progress | p.Interim) and len(readies) == 1:
             confirmed.append(message.time)
 
     clients: list[asyncio.Task[StreamResult]] = []
@@ -114,7 +114,7 @@ async def test_sigkill_clients_resume_within_a_second_and_lose_only_uncommitted_
     assert resume.reason == "connection lost"
     assert resume.ready_at - killed_at < RESUME_WITHIN_S
     assert resume.lost == 0.0  # everything not committed was still held, and sent again
-    # Resumed from the latest point the server had confirmed (interim times are rounded to 0.1 ms; an event may
+    # Resumed from the latest point the server had confirmed (progress times are rounded to 0.1 ms; an event may
     # fall between).
     assert abs(resume.at - confirmed[-1]) < 1e-3, (resume.at, confirmed[-1])
     assert reference.ready is not None
