@@ -158,3 +158,28 @@ async def test_streaming_over_a_real_socket_with_interim(serve) -> None:  # type
         assert events_to_notes(result.events) == sorted(TRUTH, key=lambda n: (n.onset, n.pitch))
         interims = [m for m in received if isinstance(m, p.Interim)]
         assert bool(interims) == asked
+
+
+def test_progress_messages_only_when_asked_never_going_back_and_free_of_interim_work() -> None:
+    for asked in (False, True):
+        session = Session("s", {STREAM_SPEC.name: STREAM_SPEC}, SessionOptions(default_model=STREAM_SPEC.name))
+        out = session.on_message(json.dumps({"type": "start", "sample_rate": RATE, "progress": asked}), 0.0)
+        model, got = OracleStreamer(TRUTH), list(out.messages)
+        jobs = []
+        for _ in range(30):
+            jobs += session.on_audio(np.zeros(1600, "<i2").tobytes(), 0.0).jobs
+        assert not any(job.payload.provisional for job in jobs), "progress alone needs no provisional evaluation"
+        state = model.new_stream()
+        for job in jobs:
+            (result,) = model.run_batch([job.payload], [state])
+            got += session.on_result(job.seq, result).messages
+        times = [m.time for m in got if isinstance(m, p.Progress)]
+        assert bool(times) == asked and times == sorted(times)
+        assert not [m for m in got if isinstance(m, p.Interim)]
+        # Every note_on before a progress time was sent before that progress message.
+        seen: list[float] = []
+        for message in got:
+            if isinstance(message, p.Events):
+                seen += [e.time for e in message.events if isinstance(e, p.NoteOn)]
+            elif isinstance(message, p.Progress):
+                assert all(t < message.time or t in seen for t in [n.onset for n in TRUTH if n.onset < message.time])
