@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from streamer.server.process import ServerProcess, _die_with_parent, free_port, start_server
+from streamer.server.process import ServerProcess, _die_with_parent, free_port, start_server, stop_process
 
 TEMPLATE = Path(__file__).with_name("haproxy.cfg")
 BEGIN, END = "# BEGIN servers", "# END servers"
@@ -141,13 +141,7 @@ class Cluster:
                 server.process.send_signal(signal.SIGTERM)
         for server in self.servers:
             server.stop()
-        if self.haproxy.poll() is None:
-            self.haproxy.terminate()
-            try:
-                self.haproxy.wait(10)
-            except subprocess.TimeoutExpired:
-                self.haproxy.kill()
-                self.haproxy.wait(10)
+        stop_process(self.haproxy, 10)
 
     def __enter__(self) -> Cluster:
         return self

@@ -61,10 +61,20 @@ class EngineStats:
     sizes: list[int] = field(default_factory=list)  # the last batches' sizes, for tests of batching
 
 
+class Queues(Protocol):
+    """What a stream handle needs of its engine (the local one here, or model replicas')."""
+
+    def _submit(self, handle: Any, payload: Any, callback: ResultCallback, live: bool) -> None: ...
+
+    def _queued_for(self, handle: Any) -> int: ...
+
+    def _close(self, handle: Any) -> None: ...
+
+
 class StreamHandle:
     """One session's stream on an engine: owns the model's per-stream state and the session's queue."""
 
-    def __init__(self, engine: Engine, stream_id: int, state: Any) -> None:
+    def __init__(self, engine: Queues, stream_id: int, state: Any) -> None:
         self.engine = engine
         self.id = stream_id
         self.state = state

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streamer.replicas.launcher import READY
-from streamer.server.process import CHECKOUT, default_command, free_port
+from streamer.server.process import CHECKOUT, default_command, free_port, stop_process
 
 
 class ReplicasProcess:
@@ -67,15 +67,10 @@ class ReplicasProcess:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (the command takes its cluster down), then SIGKILL whatever of its session is left."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout)
+        stop_process(self.process, timeout)
         for pid in self.session_pids():
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
 
     def __enter__(self) -> ReplicasProcess:
         return self

@@ -35,7 +35,7 @@ import msgspec
 
 from streamer.audio.windows import Window
 from streamer.config import ReplicasConfig
-from streamer.engine import EngineObserver
+from streamer.engine import EngineObserver, StreamHandle
 from streamer.errors import ConfigError
 from streamer.jobs import Failed, Result, Skipped
 from streamer.models.base import Model
@@ -70,33 +70,22 @@ class RemoteStats:
     sizes: deque[int] = field(default_factory=lambda: deque(maxlen=100))  # batch sizes the replicas reported
 
 
-class RemoteStream:
-    """One session's stream: its queue here, and its model memory as the last reply gave it (`memory`)."""
+class RemoteStream(StreamHandle):
+    """One session's stream: its queue here, and as its state, its model memory as the last reply gave it."""
 
     def __init__(self, engine: RemoteEngine, stream_id: int) -> None:
-        self.engine = engine
-        self.id = stream_id
-        self.memory = b""  # empty: a new stream (the replica starts from the model's new_stream())
+        super().__init__(engine, stream_id, state=b"")  # empty: a new stream (the replica starts from new_stream())
         self.keeps_memory: bool | None = None  # unknown until the first reply
         self.in_flight = 0
-        self.closed = False
 
     @property
-    def state(self) -> bytes:
-        return self.memory
+    def memory(self) -> bytes:
+        memory: bytes = self.state
+        return memory
 
-    def submit(self, payload: Window, callback: ResultCallback, *, live: bool) -> None:
-        """Queue a window; `callback(result)` runs on the event loop."""
-        self.engine._submit(self, payload, callback, live)
-
-    @property
-    def queued(self) -> int:
-        return self.engine._queued_for(self)
-
-    def close(self) -> None:
-        """The session is gone: its queued windows are dropped (no callbacks) and its memory released."""
-        self.closed = True
-        self.engine._close(self)
+    @memory.setter
+    def memory(self, value: bytes) -> None:
+        self.state = value
 
 
 class RemoteEngine:

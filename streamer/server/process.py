@@ -19,6 +19,18 @@ PR_SET_PDEATHSIG = 1  # Linux prctl: a signal for the child when its parent dies
 CHECKOUT = Path(__file__).resolve().parents[2]
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int | None:
+    """SIGTERM, then SIGKILL if `process` has not exited within `timeout`; its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    return process.returncode
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,13 +77,7 @@ class ServerProcess:
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (the graceful shutdown), then SIGKILL if it has not exited within `timeout`."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.process.returncode
+        return stop_process(self.process, timeout)
 
     def kill(self) -> None:
         """Stop abruptly, as a crash or a pulled cable would: no goodbye to the clients."""
