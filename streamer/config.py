@@ -70,7 +70,7 @@ class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True):
 class EngineConfig(msgspec.Struct, forbid_unknown_fields=True):
     backend: EngineBackend = "local"
     max_batch: Annotated[int, msgspec.Meta(ge=0)] = 0  # windows per model call; 0: the model's own default
-    max_wait_ms: NonNegative = 4.0
+    max_wait_ms: NonNegative = 1.0  # an idle worker waits this long for a batch to fill; a busy one never does
     # A live session whose oldest queued window waited longer than this is lagging: its queued windows are merged
     # into the newest (bounded latency). A client sending faster than real time instead waits (backpressure) while
     # it has max_pending_windows queued.

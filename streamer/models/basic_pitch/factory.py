@@ -35,7 +35,7 @@ class BasicPitchOptions(msgspec.Struct, forbid_unknown_fields=True):
     conv_future: Annotated[int, msgspec.Meta(ge=0, le=3)] = 2
     filter_future: Annotated[int, msgspec.Meta(ge=0, le=128)] = 8
     norm_frames: Annotated[int, msgspec.Meta(ge=1)] = 86
-    block_frames: Annotated[int, msgspec.Meta(ge=1, le=43)] = 4
+    block_frames: Annotated[int, msgspec.Meta(ge=1, le=43)] = 2
     confirm_frames: Frames = DEFAULT_CONFIRM_FRAMES
     max_batch: Frames = 0  # streams per network call; 0: the model's default
     threads: Frames = 0  # windowed: onnxruntime intra-op threads; 0: its default
