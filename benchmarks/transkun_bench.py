@@ -11,7 +11,7 @@ setting's windows start on that grid and each window is computed once for all se
 each option (threads, batching, dtype, int8), the real-time factor of one stream at `--hop` (compute seconds per
 audio second) and how many streams this machine holds in real time. The machine's load is printed: others may share it.
 
-Run: .venv/bin/python -m benchmarks.transkun_bench accuracy [--windows 16 8] [--hops 1 2] [--margins 0.5 1 2]
+Run: .venv/bin/python -m benchmarks.transkun_bench accuracy [--hops 0.5 1] [--margins 0.25 0.5] [--variants clean noisy]
      .venv/bin/python -m benchmarks.transkun_bench speed [--window 16] [--hop 2]
 (needs `pip install --no-deps transkun==2.0.1` and `pip install pretty_midi` for the reference, and the `bench` extra).
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import resource
 import statistics
 import time
 import warnings
@@ -57,8 +58,7 @@ JITTER_WINDOWS_S = 1.1  # onsets are compared between windows whose starts are t
 ONSET_MATCH_S = 0.05
 
 
-def piano_items(noisy: bool, seconds: float) -> list[Item]:
-    variants = (CLEAN, NOISY) if noisy else (CLEAN,)
+def piano_items(variants: Sequence[str], seconds: float) -> list[Item]:
     return [i for i in build_set(SetSettings(seconds=seconds)) if i.group == PIANO_SET and i.variant in variants]
 
 
@@ -101,7 +101,7 @@ class Row:
 def run_accuracy(args: argparse.Namespace) -> str:
     from tools.transkun_reference import reference_model, reference_transcribe
 
-    items = piano_items(args.noisy, args.seconds)
+    items = piano_items(args.variants, args.seconds)
     audio = {i: i.audio() for i in items}
     truth = {i: i.reference() for i in items}
     for item, (_, rate) in audio.items():
@@ -175,7 +175,7 @@ def accuracy_report(rows: Sequence[Row], own: Sequence[Scores], items: Sequence[
     own_offset = statistics.mean(s.offset.f1 for s in own)
     lines = [
         f"Transkun accuracy through the streaming path: {len(items)} piano items of {args.seconds:g} s "
-        f"({'clean and noisy' if args.noisy else 'clean'}), mean F1 over items; machine: {machine()}",
+        f"({' and '.join(args.variants)}), mean F1 over items; machine: {machine()}",
         f"Transkun's own whole-file transcription (16 s segments, 8 s step): onset F1 {own_onset:.3f}, "
         f"onset+offset F1 {own_offset:.3f}",
         "",
@@ -236,7 +236,7 @@ def timed(label: str, repeats: int, windows: int, run: Callable[[], int]) -> Tim
 
 def run_speed(args: argparse.Namespace) -> str:
     warnings.filterwarnings("ignore", category=UserWarning)  # torch's notice that int8 helpers are deprecated
-    item = piano_items(False, args.seconds)[0]
+    item = piano_items([CLEAN], args.seconds)[0]
     audio, _ = item.audio()
     network = load_network()
     base = TranskunOptions(window=args.window)
@@ -273,7 +273,9 @@ def run_speed(args: argparse.Namespace) -> str:
     ours(f"ours, bfloat16, {default_threads} threads", replace(base, dtype="bfloat16"))
     ours(f"ours, int8 dynamic, {default_threads} threads", replace(base, quantize=True))
     load_after = os.getloadavg()
-    return speed_report(timings, size / SAMPLE_RATE, args.hop, load_before, load_after)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report = speed_report(timings, size / SAMPLE_RATE, args.hop, load_before, load_after)
+    return f"{report}\n\npeak resident memory of this process (every configuration above): {peak_mib:.0f} MiB"
 
 
 def speed_report(
@@ -309,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy.add_argument("--hops", type=float, nargs="+", default=DEFAULT_HOPS)
     accuracy.add_argument("--margins", type=float, nargs="+", default=DEFAULT_MARGINS)
     accuracy.add_argument("--grid", type=int, default=DEFAULT_GRID, help="frames; hops and margins are multiples")
-    accuracy.add_argument("--noisy", action="store_true", help="also the noisy, reverberant renderings")
+    accuracy.add_argument("--variants", nargs="+", choices=(CLEAN, NOISY), default=[CLEAN], help="renderings")
     accuracy.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="excerpt length of each piece")
     accuracy.add_argument("--threads", type=int, default=0)
     speed = sub.add_parser("speed", help="compute per window and real-time streams")

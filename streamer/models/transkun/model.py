@@ -71,6 +71,8 @@ class TranskunOptions:
 
 
 class TranskunModel(Model):
+    """The model takes `network` over: it is moved, cast and (with `quantize`) quantised in place."""
+
     def __init__(self, network: TranskunNetwork, options: TranskunOptions | None = None) -> None:
         self.options = options or TranskunOptions()
         self.spec = transkun_spec(self.options.window_samples)
