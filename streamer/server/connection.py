@@ -1,7 +1,7 @@
-"""One WebSocket connection: moves bytes between the socket, the pure `Session`, the engine and the sinks.
+"""One WebSocket connection: moves bytes between the socket, the pure `Session`, the engine and the outputs.
 
 Every decision (limits, pace, errors, when to close) is the session's; this class reads, feeds the session with
-the time, and acts on its `Output`. Slow work (opening MIDI ports, building and writing MIDI files) runs in threads.
+the time, and acts on its `Output`. MIDI ports and files are `SessionOutputs` (outputs.py), off the event loop.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMessage, WSMsgType, web
@@ -20,10 +19,8 @@ from aiohttp import WSMessage, WSMsgType, web
 from streamer import protocol as p
 from streamer.errors import FrameTooLarge, NotReading, StreamerError
 from streamer.jobs import Result
+from streamer.server.outputs import SessionOutputs
 from streamer.session import Output, Session, Started
-from streamer.sinks.base import EventSink
-from streamer.sinks.midi_file import MidiFileSink
-from streamer.sinks.session_file import SessionFile, finish_files
 
 if TYPE_CHECKING:
     from streamer.engine import StreamHandle
@@ -53,13 +50,10 @@ class Connection:
         self.id = uuid.uuid4().hex[:12]
         self.session = Session(self.id, state.specs, state.session_options, now=time.monotonic())
         self.log = SessionLog(log, {"session": self.id})
-        self.sinks: list[EventSink] = []
-        self._files: list[SessionFile] = []  # closed before `done` is sent, so the client hears of failures
-        self._session_file: MidiFileSink | None = None
+        self.outputs = SessionOutputs(self.id, self.log, state.metrics.midi_file_errors.inc)
         self._stream: StreamHandle | None = None
         self._outbox: asyncio.Queue[p.ServerMessage | None] = asyncio.Queue()
         self._wake = asyncio.Event()  # a result came back, or the server is shutting down
-        self._opening: asyncio.Task[None] | None = None  # the session's MIDI sinks being opened
         self._close_code: int | None = None
         self._close_wait = state.config.limits.close_timeout_s
 
@@ -132,8 +126,7 @@ class Connection:
             self.state.metrics.audio_seconds.inc(max(0.0, session.audio_seconds - before))
         elif msg.type == WSMsgType.TEXT:
             self._act(session.on_message(msg.data, now))
-            if self._opening is not None:  # `start`: no audio is read before the session's sinks are open
-                await self._opening
+            await self.outputs.opened()  # after `start`: no audio is read before the session's sinks are open
         elif msg.type == WSMsgType.ERROR:
             error = self.ws.exception()
             if getattr(error, "code", None) != WS_MESSAGE_TOO_BIG:
@@ -158,7 +151,7 @@ class Connection:
         if out.started is not None:
             self._attach(out.started)
         if out.events:
-            self._send_to_sinks(out.events)
+            self.outputs.send(out.events)
         limit = self.state.config.limits.max_outbox_messages
         for message in out.messages:
             if isinstance(message, p.Error):
@@ -187,28 +180,13 @@ class Connection:
 
     def _attach(self, started: Started) -> None:
         self._stream = self.state.engines[started.spec.name].open_stream()
-        if started.midi_file:
-            self._session_file = MidiFileSink(self.id)
-            self._files.append(self._session_file)
         self.log.info("session started: model=%s start=%s from %s", started.spec.name, started.message, self.remote)
-        self._opening = asyncio.get_running_loop().create_task(self._open_sinks())
-
-    async def _open_sinks(self) -> None:
-        opened = await asyncio.to_thread(self.state.open_sinks, self.id)
-        self._files += [s for s in opened if isinstance(s, SessionFile)]
-        self.sinks += [s for s in opened if not isinstance(s, SessionFile)]
-
-    def _send_to_sinks(self, events: Sequence[p.NoteEvent]) -> None:
-        for sink in [*self.sinks, *self._files]:
-            try:
-                sink.send(events)
-            except Exception:
-                self.log.exception("sink %s failed", type(sink).__name__)
+        self.outputs.open(self.state.open_sinks, started.midi_file)
 
     async def _write_loop(self) -> None:
         while (message := await self._outbox.get()) is not None:
             if isinstance(message, p.Done):
-                await self._finish_files(message)
+                await self.outputs.finish_files(message, self.session.clock)
             if self.ws.closed:
                 continue
             try:
@@ -216,36 +194,10 @@ class Connection:
             except (ConnectionError, RuntimeError):
                 return
 
-    async def _finish_files(self, done: p.Done) -> None:
-        """Build (and keep, with `[midi] files_dir`) the session's MIDI files before `done` goes out."""
-        files, self._files = self._files, []
-        errors = await asyncio.to_thread(finish_files, files, self.session.clock)
-        for error in errors:
-            self.state.metrics.midi_file_errors.inc()
-            self.log.error("session MIDI file: %s", error)
-        if errors:
-            done.midi_error = "; ".join(errors)
-        if self._session_file is not None and self._session_file.data is not None:
-            done.midi = self._session_file.base64()
-
     async def _release(self) -> None:
         """Connection over (normally or not): end sounding notes on the sinks, free the engine stream."""
         if self._stream is not None:
             self._stream.close()
-        if self._opening is not None:
-            with contextlib.suppress(Exception):
-                await self._opening
-        self._send_to_sinks(self.session.on_disconnect())
-        sinks, self.sinks = self.sinks, []
-        files, self._files = self._files, []
-        await asyncio.to_thread(_close_all, [*sinks, *files], self.log)
+        await self.outputs.close(self.session.on_disconnect())
         self.state.forget(self)
-
-
-def _close_all(sinks: Sequence[EventSink], logger: logging.LoggerAdapter) -> None:
-    for sink in sinks:
-        try:
-            sink.close()
-        except Exception:
-            logger.exception("closing sink %s failed", type(sink).__name__)
 
