@@ -183,3 +183,25 @@ def test_progress_messages_only_when_asked_never_going_back_and_free_of_interim_
                 seen += [e.time for e in message.events if isinstance(e, p.NoteOn)]
             elif isinstance(message, p.Progress):
                 assert all(n.onset in seen for n in TRUTH if n.onset < message.time), (message.time, seen)
+
+
+async def test_interim_notes_never_reach_midi_files(serve, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from streamer.config import MidiConfig
+    from streamer.sinks.factory import SessionSinks
+    from streamer.sinks.midi_file import read_notes
+
+    sinks = SessionSinks(MidiConfig(files_dir=str(tmp_path)))
+    server = await serve({STREAM_SPEC.name: OracleStreamer(TRUTH)}, sinks=sinks)
+    received: list[p.ServerMessage] = []
+    audio = np.zeros((RATE * 5, 1), np.float32)
+    result = await stream_audio(server.url, audio, RATE, speed=0, interim=True, midi_file=True,
+                                on_message=received.append)  # fmt: skip
+    interim_notes = [n for m in received if isinstance(m, p.Interim) for n in m.notes]
+    assert interim_notes, "interim notes were sent"
+    committed = [(n.pitch, n.onset) for n in events_to_notes(result.events)]
+    session = next(m.session for m in received if isinstance(m, p.Ready))
+    import base64
+
+    assert result.done is not None and result.done.midi
+    for data in (base64.b64decode(result.done.midi), (tmp_path / f"{session}.mid").read_bytes()):
+        assert [(n.pitch, n.onset) for n in read_notes(data)] == pytest.approx(committed, abs=1e-3)
