@@ -162,7 +162,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         model,
         to_mono(data),
         rate,
-        hop_s=config.windowing.hop,
+        hop_s=config.windowing.hop or model.spec.offline_hop_s,
         commit_margin_s=config.windowing.commit_margin,
         max_batch=config.engine.max_batch,
     )

@@ -40,6 +40,9 @@ class ModelSpec:
     # windows, and decide notes themselves; `lookahead_s` is how much audio after an instant they need to settle it.
     streaming: bool = False
     lookahead_s: float = 0.0
+    # Offline transcription (`streamer transcribe`) has no latency to keep: a model whose windows are costly may
+    # take a longer hop there, measured to keep its accuracy. None: the live default.
+    offline_hop_s: float | None = None
 
     @property
     def window_s(self) -> float:

@@ -36,6 +36,9 @@ WINDOW_SAMPLES = 16 * SAMPLE_RATE
 # and margins down to 5 frames (0.12 s), clean and noisy; 2 frames (0.05 s) lose 0.6 points. Latency is margin to
 # margin + hop, plus compute: 0.12–0.63 s at the default hop (a GPU's pace; a 2-core CPU needs ~3.4 s per window).
 DEFAULT_HOP_S = 0.5
+# Offline, one window per 15 s: onset F1 0.999 on the rendered piano set, as at 0.5 s, at 1/30 of the compute
+# (benchmarks/transkun_bench.py, docs/models.md).
+OFFLINE_HOP_S = 15.0
 MIN_HOP_S = 0.25
 COMMIT_MARGIN_S = 5 * FRAME_S
 # Overlapping windows place one onset at most 16 ms apart (p99 6 ms, over 126k pairs); a frame (23 ms) absorbs it.
@@ -65,6 +68,7 @@ def transkun_spec(window_samples: int = WINDOW_SAMPLES, name: str = "transkun") 
         default_hop_s=DEFAULT_HOP_S,
         min_hop_s=MIN_HOP_S,
         commit_margin_s=COMMIT_MARGIN_S,
+        offline_hop_s=OFFLINE_HOP_S,
         continuation_tolerance_s=CONTINUATION_TOLERANCE_S,
         description=DESCRIPTION,
     )
