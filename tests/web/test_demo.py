@@ -193,19 +193,45 @@ def by_key(notes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {n["key"]: n for n in notes}
 
 
-def assert_audio_is_the_wav(timeline: np.ndarray, wav: Path, rate: int) -> None:
-    """The audio the page sent, on its timeline, is the microphone's WAV sample for sample: nothing dropped,
-    repeated or altered (after the silence before the melody, where the session began). Only checkable when the
-    page's audio runs at the WAV's rate; otherwise Chromium resampled it."""
+def wav_pieces(timeline: np.ndarray, samples: np.ndarray, block: int = 256) -> list[tuple[int, int]]:
+    """Where each stretch of `timeline` comes from in the WAV: (timeline index, WAV index) at the start of each
+    stretch that equals the WAV sample for sample, in order. One piece when nothing was dropped or repeated; a
+    stretch found nowhere in the WAV fails (altered audio)."""
+    windows = np.lib.stride_tricks.sliding_window_view(samples, block)
+    start = int(np.flatnonzero(timeline)[0])
+    pieces = [(start, int(np.flatnonzero(samples)[0]))]
+    i, j = pieces[0]
+    while i < len(timeline) and j < len(samples):
+        same = timeline[i : i + len(samples) - j] == samples[j : j + len(timeline) - i]
+        run = int(np.argmin(same)) if not same.all() else len(same)
+        i, j = i + run, j + run
+        if i >= len(timeline) - block or j >= len(samples):
+            break
+        found = np.flatnonzero((windows == timeline[i : i + block]).all(axis=1))
+        assert found.size, f"sent audio at timeline sample {i} is not in the WAV (altered)"
+        j = int(found[np.argmin(np.abs(found - j))])
+        pieces.append((i, j))
+    return pieces
+
+
+def assert_audio_is_the_wav(timeline: np.ndarray, wav: Path, rate: int, seam: int | None = None) -> None:
+    """The audio the page sent, on its timeline, is the microphone's WAV in order: nothing repeated or altered
+    (after the silence before the melody, where the session began), and nothing dropped at `seam` (where a resumed
+    session's audio joins the first's). Chromium's file-backed fake microphone skips ahead when its audio thread
+    runs late on a loaded machine: such skips elsewhere are printed, not failed. Only checkable when the page's
+    audio runs at the WAV's rate; otherwise Chromium resampled it."""
     samples, wav_rate = soundfile.read(wav, dtype="int16")
     if rate != wav_rate:
         print(f"audio not compared: the page ran at {rate} Hz, the WAV is {wav_rate} Hz")
         return
-    shift = int(np.flatnonzero(timeline)[0] - np.flatnonzero(samples)[0])  # timeline index − WAV index
-    lo, hi = max(0, shift), min(len(timeline), len(samples) + shift)
-    assert hi - lo > 0.9 * len(samples) - max(0, -shift), (shift, len(timeline), len(samples))
-    mismatch = np.flatnonzero(timeline[lo:hi] != samples[lo - shift : hi - shift])
-    assert mismatch.size == 0, f"sent audio differs from the WAV at timeline samples {mismatch[:10] + lo}"
+    pieces = wav_pieces(timeline, samples)
+    covered = len(timeline) - pieces[0][0]
+    assert covered > 0.9 * (len(samples) - pieces[0][1]), (pieces, len(timeline), len(samples))
+    for (i0, j0), (i1, j1) in itertools.pairwise(pieces):
+        skipped = (j1 - j0) - (i1 - i0)
+        assert skipped > 0, f"audio repeated at timeline sample {i1}: {-skipped} samples sent twice"
+        assert seam is None or abs(i1 - seam) > 0.05 * rate, f"{skipped} samples lost where the sessions join"
+        print(f"the fake microphone skipped {skipped} samples at timeline sample {i1}")
 
 
 # ---- the melody, as heard ---------------------------------------------------------------------------------------
@@ -504,7 +530,7 @@ def check_resumed_run(
     assert np.array_equal(new.pcm[:overlap], old.pcm[from_sample : from_sample + overlap])
     timeline = np.concatenate([old.pcm[:from_sample], new.pcm])
     assert len(timeline) == result["samplesSent"]
-    assert_audio_is_the_wav(timeline, melody_wav, rate)
+    assert_audio_is_the_wav(timeline, melody_wav, rate, seam=from_sample)
     # One timeline: the old session's events before the resume point, the new one's after it.
     assert all(e["time"] <= resume_at for e in old.events)
     assert new.events and all(e["time"] >= resume_at for e in new.events)
