@@ -346,6 +346,19 @@ async def test_13_17_protocol_edges_get_their_codes(serve, text: str, code: str)
     assert codes(messages) == [code] and close == 1008
 
 
+async def test_17_a_start_sharing_a_segment_with_a_frame_over_four_times_the_limit_is_answered(serve) -> None:  # type: ignore[no-untyped-def]
+    """The WebSocket layer refuses a frame over 4 × max_frame_bytes before reading it (close 1009, documented),
+    but the `start` written in the same TCP segment before it is still read and answered."""
+    server = await serve({SPEC.name: OracleModel(TRUTH)}, overrides={"limits": {"max_frame_bytes": 4096}})
+    reader, writer, _ = await rawws.handshake(server.port)
+    huge = rawws.frame(rawws.BINARY, b"\0" * (5 * 4096))
+    writer.write(rawws.frame(rawws.TEXT, START.encode()) + huge)
+    frames = await rawws.read_frames(reader)
+    assert frames[0][0] == rawws.TEXT and json.loads(frames[0][1])["type"] == "ready"
+    assert rawws.close_code(frames) == 1009
+    assert_healthy(await healthy_session(server.url))
+
+
 @pytest.mark.parametrize(
     "header", [b"Authorization: Bearer \xff\xfe\xfd\r\n", b"Sec-WebSocket-Protocol: streamer.v1, token.\xc3\x28\r\n"]
 )
