@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from streamer.jobs import Failed, Result, Skipped
 from streamer.models.base import Model
@@ -43,12 +43,46 @@ class EngineObserver(Protocol):
     def on_skipped(self, count: int) -> None: ...
 
 
+H = TypeVar("H", bound="StreamHandle")
+
+
 @dataclass(slots=True)
-class _Job:
-    stream: StreamHandle
+class QueuedJob(Generic[H]):
+    """A job waiting in its stream's queue (on the local engine, or in front of model replicas)."""
+
+    stream: H
     payload: Any
     callback: ResultCallback
     submitted: float
+
+
+class SkipCount(Protocol):
+    skipped: int
+
+
+def enqueue(
+    queue: deque[QueuedJob[H]], job: QueuedJob[H], model: Model, *, live: bool, max_lag: float, max_queued: int
+) -> list[QueuedJob[H]]:
+    """Queue `job` under the lagging policy both engines share: a live stream whose oldest queued job has waited
+    longer than `max_lag` (at `job.submitted`), or that has `max_queued` queued, has them merged into this one
+    (`model.after_gap`); uploads always queue. Returns the jobs merged away, for `report_skipped`."""
+    skipped: list[QueuedJob[H]] = []
+    if live and queue and (job.submitted - queue[0].submitted > max_lag or len(queue) >= max_queued):
+        skipped = list(queue)
+        queue.clear()
+        job.payload = model.after_gap(job.payload, [old.payload for old in skipped])
+    queue.append(job)
+    return skipped
+
+
+def report_skipped(skipped: Sequence[QueuedJob[Any]], stats: SkipCount, observer: EngineObserver | None) -> None:
+    """Tell each merged job's session (`Skipped`), count them, and tell the observer. Outside any engine lock."""
+    for job in skipped:
+        job.callback(Skipped())
+    if skipped:
+        stats.skipped += len(skipped)
+        if observer is not None:
+            observer.on_skipped(len(skipped))
 
 
 @dataclass(slots=True)
@@ -114,7 +148,7 @@ class Engine:
         self.observer = observer
         self.clock = clock
         self.stats = EngineStats()
-        self._queues: OrderedDict[StreamHandle, deque[_Job]] = OrderedDict()
+        self._queues: OrderedDict[StreamHandle, deque[QueuedJob[StreamHandle]]] = OrderedDict()
         self._cond = threading.Condition()
         self._running = False
         self._busy = False
@@ -188,30 +222,20 @@ class Engine:
         self._check_idle()
 
     def _submit(self, handle: StreamHandle, payload: Any, callback: ResultCallback, live: bool) -> None:
-        skipped: list[_Job] = []
-        now = self.clock()
+        job = QueuedJob(handle, payload, callback, self.clock())
         with self._cond:
             queue = self._queues.get(handle)
             if queue is None:
                 raise KeyError(f"stream {handle.id} is not open")
-            if live and queue and (now - queue[0].submitted > self.max_lag or len(queue) >= self.max_queued):
-                skipped = list(queue)
-                queue.clear()
-                payload = self.model.after_gap(payload, [job.payload for job in skipped])
-            queue.append(_Job(handle, payload, callback, now))
+            skipped = enqueue(queue, job, self.model, live=live, max_lag=self.max_lag, max_queued=self.max_queued)
             if self._idle is not None:
                 self._idle.clear()
             self._cond.notify()
-        for job in skipped:
-            job.callback(Skipped())
-        if skipped:
-            self.stats.skipped += len(skipped)
-            if self.observer is not None:
-                self.observer.on_skipped(len(skipped))
+        report_skipped(skipped, self.stats, self.observer)
 
     # ---- worker ------------------------------------------------------------------------------------------------
 
-    def _take_batch(self, wait: bool = True) -> list[_Job] | None:
+    def _take_batch(self, wait: bool = True) -> list[QueuedJob[StreamHandle]] | None:
         with self._cond:
             if wait:
                 while self._running and not self._ready_streams():
@@ -230,10 +254,10 @@ class Engine:
             self._busy = True
             return batch
 
-    def _fill_batch(self) -> list[_Job]:
+    def _fill_batch(self) -> list[QueuedJob[StreamHandle]]:
         """Round-robin over streams, one job each; streams without model state (their jobs are independent of
         each other) may give more in further rounds while the batch has room. Called under the lock."""
-        batch: list[_Job] = []
+        batch: list[QueuedJob[StreamHandle]] = []
         rounds = 0
         while len(batch) < self.max_batch:
             taken = 0
@@ -270,7 +294,7 @@ class Engine:
                         self._busy = False
                     self._check_idle()
 
-    def _run(self, batch: list[_Job]) -> None:
+    def _run(self, batch: list[QueuedJob[StreamHandle]]) -> None:
         t0 = self.clock()
         try:
             results = self._call(batch)
@@ -296,7 +320,7 @@ class Engine:
         for job, result in zip(batch, results, strict=True):
             self._deliver(job.callback, result)
 
-    def _call(self, batch: Sequence[_Job]) -> list[Any]:
+    def _call(self, batch: Sequence[QueuedJob[StreamHandle]]) -> list[Any]:
         results = self.model.run_batch([job.payload for job in batch], [job.stream.state for job in batch])
         if len(results) != len(batch):
             raise RuntimeError(f"model returned {len(results)} results for {len(batch)} jobs")

@@ -27,7 +27,6 @@ import itertools
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -35,27 +34,17 @@ import msgspec
 
 from streamer.audio.windows import Window
 from streamer.config import ReplicasConfig
-from streamer.engine import EngineObserver, StreamHandle
+from streamer.engine import Clock, EngineObserver, QueuedJob, ResultCallback, StreamHandle, enqueue, report_skipped
 from streamer.errors import ConfigError
-from streamer.jobs import Failed, Result, Skipped
+from streamer.jobs import Failed, Result
 from streamer.models.base import Model
 from streamer.replicas.remote_model import streaming_refusal
 from streamer.replicas.wire import CONTENT_TYPE, ReplyMessage, decode_reply, encode_window
 
 log = logging.getLogger(__name__)
 
-ResultCallback = Callable[[Result], None]
-Clock = Callable[[], float]
 RETRY_PAUSE_S = 0.05  # before the n-th retry, n times this: the ingress may need a moment to see a replica gone
 RECENT = 1000  # round trips kept for benchmarks
-
-
-@dataclass(slots=True)
-class _Job:
-    stream: RemoteStream
-    payload: Window
-    callback: ResultCallback
-    submitted: float
 
 
 @dataclass(slots=True)
@@ -112,7 +101,7 @@ class RemoteEngine:
         self.observer = observer
         self.clock = clock
         self.stats = RemoteStats()
-        self._queues: OrderedDict[RemoteStream, deque[_Job]] = OrderedDict()
+        self._queues: OrderedDict[RemoteStream, deque[QueuedJob[RemoteStream]]] = OrderedDict()
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
@@ -178,20 +167,10 @@ class RemoteEngine:
         queue = self._queues.get(stream)
         if queue is None:
             raise KeyError(f"stream {stream.id} is not open")
-        now = self.clock()
-        skipped: list[_Job] = []
-        if live and queue and (now - queue[0].submitted > self.max_lag or len(queue) >= self.max_queued):
-            skipped = list(queue)
-            queue.clear()
-            payload = self.model.after_gap(payload, [job.payload for job in skipped])
-        queue.append(_Job(stream, payload, callback, now))
+        job = QueuedJob(stream, payload, callback, self.clock())
+        skipped = enqueue(queue, job, self.model, live=live, max_lag=self.max_lag, max_queued=self.max_queued)
         self._idle.clear()
-        for job in skipped:
-            job.callback(Skipped())
-        if skipped:
-            self.stats.skipped += len(skipped)
-            if self.observer is not None:
-                self.observer.on_skipped(len(skipped))
+        report_skipped(skipped, self.stats, self.observer)
         self._pump()
 
     # ---- sending -----------------------------------------------------------------------------------------------
@@ -207,7 +186,7 @@ class RemoteEngine:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _next_job(self) -> _Job | None:
+    def _next_job(self) -> QueuedJob[RemoteStream] | None:
         """Round-robin: the first stream in line that has a window and may send it; it goes to the back."""
         for stream, queue in self._queues.items():
             if queue and (stream.in_flight == 0 or stream.keeps_memory is False):
@@ -215,7 +194,7 @@ class RemoteEngine:
                 return queue.popleft()
         return None
 
-    async def _send(self, job: _Job) -> None:
+    async def _send(self, job: QueuedJob[RemoteStream]) -> None:
         stream = job.stream
         spec = self.model.spec
         result: Result
