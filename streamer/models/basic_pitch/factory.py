@@ -55,11 +55,10 @@ def build_spec(options: dict[str, Any]) -> ModelSpec:
 def build_model(options: dict[str, Any]) -> Model:
     parsed = _parse(options)
     if not parsed.streaming:
-        min_note_frames = round(parsed.minimum_note_length_ms / MS_PER_S / FRAME_SECONDS)
         rules = NoteRules(
             onset_threshold=parsed.onset_threshold,
             frame_threshold=parsed.frame_threshold,
-            min_note_frames=min_note_frames,
+            min_note_frames=_min_note_frames(parsed),
             infer_onsets=parsed.infer_onsets,
             melodia_trick=parsed.melodia_trick,
         )
@@ -75,8 +74,11 @@ def _parse(options: dict[str, Any]) -> BasicPitchOptions:
     return parsed
 
 
+def _min_note_frames(parsed: BasicPitchOptions) -> int:
+    return round(parsed.minimum_note_length_ms / MS_PER_S / FRAME_SECONDS)
+
+
 def _streaming_configs(parsed: BasicPitchOptions) -> tuple[StreamingConfig, TrackerConfig]:
-    min_note_frames = round(parsed.minimum_note_length_ms / MS_PER_S / FRAME_SECONDS)
     try:
         network = StreamingConfig(
             lookahead_frames=parsed.lookahead_frames,
@@ -88,7 +90,7 @@ def _streaming_configs(parsed: BasicPitchOptions) -> tuple[StreamingConfig, Trac
         tracker = TrackerConfig(
             onset_threshold=parsed.onset_threshold,
             frame_threshold=parsed.frame_threshold,
-            min_note_frames=min_note_frames,
+            min_note_frames=_min_note_frames(parsed),
             confirm_frames=parsed.confirm_frames,
             infer_onsets=parsed.infer_onsets,
             melodia_trick=parsed.melodia_trick,
