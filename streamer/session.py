@@ -117,7 +117,6 @@ class Session:
         self._frame_rate = FrameRate(limits.max_frames_per_audio_s)
         self._pace = Pace(limits.realtime_slack_s)
         self._deadlines = Deadlines(limits.start_timeout_s, limits.idle_timeout_s, limits.max_session_s, now)
-        self._ahead = False
         self._seq = 0
         self._outstanding: dict[int, Planned] = {}
         self._results: dict[int, Result] = {}
@@ -137,11 +136,6 @@ class Session:
     def clock(self) -> float:
         """Where the client's clock is: the end of the audio received (events are on this clock)."""
         return (self.started.origin if self.started else 0.0) + self.audio_seconds
-
-    @property
-    def outstanding(self) -> int:
-        """Jobs handed out whose results have not come back."""
-        return len(self._outstanding)
 
     @property
     def throttled(self) -> bool:

@@ -42,10 +42,6 @@ class StreamingTrack:
         self._last = 0.0  # time of the last event sent
         self.notes_committed = 0
 
-    @property
-    def held_samples(self) -> int:
-        return self._buffered
-
     def push(self, samples: np.ndarray) -> list[PlannedBlock]:
         if len(samples):
             self._buffer.append(np.asarray(samples, dtype=np.float32))

@@ -49,10 +49,6 @@ class WindowedTrack:
     def notes_committed(self) -> int:
         return self._stitcher.notes_committed
 
-    @property
-    def held_samples(self) -> int:
-        return self._cutter.held
-
     def push(self, samples: np.ndarray) -> list[PlannedWindow]:
         return self._plan(self._cutter.push(samples))
 
